@@ -1,0 +1,35 @@
+# Two commands on a fresh machine with Python and make:
+#   make demo   - a runaway agent against the built-in fake LLM, tripped live
+#   make test   - installs everything (Python packages, redis-server) and runs every test
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-all
+
+.PHONY: demo test setup system-deps bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[all]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+# redis-server is a Debian package: the Redis ledger tests run a real server.
+system-deps:
+	@command -v redis-server >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq redis-server >/dev/null; }
+
+demo: setup
+	$(BIN)/python examples/runaway_agent.py
+
+test: setup system-deps
+	$(BIN)/python -m pytest -q
+
+bench: setup system-deps
+	$(BIN)/python benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

@@ -1,0 +1,66 @@
+"""What "degrade" does to a request: the ladder, as data.
+
+The engine decides *when* (a budget past ``degrade_at``, a budget that
+cannot pay for the full call with ``on_exceed="degrade"``, or a loop detector
+whose action is ``degrade``); this object says *what*; the provider adapter
+applies it to the request shape it knows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+from .call import Call, Patch
+from .errors import ConfigError
+
+__all__ = ["Degrade"]
+
+_EFFORTS = ("minimal", "low", "medium", "high", "none")
+
+
+@dataclass(frozen=True)
+class Degrade:
+    """How to make a call cheaper.
+
+    Args:
+        model_map: model to switch to, by requested model (``{"gpt-5": "gpt-5-mini"}``).
+        max_output_tokens: cap output at this many tokens.
+        reasoning_effort: OpenAI ``reasoning_effort`` / ``reasoning.effort``; for
+            Anthropic, the extended-thinking budget is scaled down to match.
+        keep_last_messages: keep system messages and the last N messages, never
+            separating a tool call from its result.
+        hook: ``hook(request_kwargs) -> request_kwargs`` for anything else.
+    """
+
+    model_map: Mapping[str, str] | None = None
+    max_output_tokens: int | None = None
+    reasoning_effort: str | None = None
+    keep_last_messages: int | None = None
+    hook: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+
+    def __post_init__(self) -> None:
+        if self.model_map is not None and (
+            not isinstance(self.model_map, Mapping)
+            or not all(isinstance(k, str) and isinstance(v, str) for k, v in self.model_map.items())
+        ):
+            raise ConfigError(f"Degrade(model_map={self.model_map!r}) must map model names to model names")
+        for name in ("max_output_tokens", "keep_last_messages"):
+            value = getattr(self, name)
+            if value is not None and (type(value) is not int or value < 1):
+                raise ConfigError(f"Degrade({name}={value!r}) must be a whole number of at least 1")
+        if self.reasoning_effort is not None and self.reasoning_effort not in _EFFORTS:
+            raise ConfigError(f"Degrade(reasoning_effort={self.reasoning_effort!r}): use one of {_EFFORTS}")
+        if self.hook is not None and not callable(self.hook):
+            raise ConfigError("Degrade(hook=...) must be a function taking and returning the request kwargs")
+
+    def patch(self, call: Call) -> Patch:
+        """The patch that degrades ``call``."""
+        model = (self.model_map or {}).get(call.model)
+        return Patch(
+            model=model if model and model != call.model else None,
+            max_output_tokens=self.max_output_tokens,
+            reasoning_effort=self.reasoning_effort,
+            keep_last_messages=self.keep_last_messages,
+            hook=self.hook,
+        )

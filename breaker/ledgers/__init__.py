@@ -1,0 +1,23 @@
+"""State stores with the same atomic semantics: ``Memory`` (default), ``SQLite``, ``Redis``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .base import Ask, CallRecord, Counter, Grant, Ledger, Limit, Totals
+from .memory import Memory
+
+__all__ = ["Ask", "CallRecord", "Counter", "Grant", "Ledger", "Limit", "Memory", "Redis", "SQLite", "Totals"]
+
+
+def __getattr__(name: str) -> Any:
+    # SQLite and Redis load lazily: the redis client is an optional extra.
+    if name == "SQLite":
+        from .sqlite import SQLite
+
+        return SQLite
+    if name == "Redis":
+        from .redis import Redis
+
+        return Redis
+    raise AttributeError(name)

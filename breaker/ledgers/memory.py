@@ -1,0 +1,205 @@
+"""The in-process ledger: a dict of counters under one lock.
+
+Thread-safe and asyncio-safe (no operation awaits). Counters that have been
+idle for ``idle_ttl`` and hold no reservation are forgotten, so a server that
+sees a stream of short sessions stays flat in memory; the clock starts at a
+counter's last activity, not at its creation, so an active session's spend is
+never reset. For totals that outlive the process, use ``SQLite`` or ``Redis``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict, deque
+from datetime import timedelta
+from typing import Any, Iterable
+
+from ..budgets import bucket_seconds, parse_window
+from .base import Ask, CallRecord, Counter, Grant, Limit, Totals, Vec, decide
+
+__all__ = ["Memory"]
+
+
+class _Ctr:
+    __slots__ = ("settled", "reserved", "window", "bucket", "buckets", "trips", "touched")
+
+    def __init__(self, window: int, now: float) -> None:
+        self.settled = [0, 0, 0]
+        self.reserved = [0, 0, 0]
+        self.window = window
+        self.bucket = bucket_seconds(window) if window else 0
+        self.buckets: deque[list[int]] | None = deque() if window else None
+        self.trips: dict[int, int] | None = None
+        self.touched = now
+
+    def expire(self, now: float) -> None:
+        buckets = self.buckets
+        if buckets:
+            horizon = now - self.window - self.bucket
+            settled = self.settled
+            while buckets and buckets[0][0] <= horizon:
+                _, usd, tok, calls = buckets.popleft()
+                settled[0] -= usd
+                settled[1] -= tok
+                settled[2] -= calls
+
+    def add(self, actual: Vec, now: float) -> None:
+        settled = self.settled
+        settled[0] += actual[0]
+        settled[1] += actual[1]
+        settled[2] += actual[2]
+        buckets = self.buckets
+        if buckets is not None:
+            start = int(now // self.bucket) * self.bucket
+            if buckets and buckets[-1][0] == start:
+                b = buckets[-1]
+                b[1] += actual[0]
+                b[2] += actual[1]
+                b[3] += actual[2]
+            else:
+                buckets.append([start, actual[0], actual[1], actual[2]])
+
+
+class Memory:
+    """Counters in this process's memory.
+
+    Args:
+        idle_ttl: forget a counter idle this long (and holding no reservation).
+        keep_records: how many recent call records to keep for reports (0: none).
+    """
+
+    def __init__(self, *, idle_ttl: str | timedelta | int = "24h", keep_records: int = 0) -> None:
+        self.idle_ttl = parse_window(idle_ttl, what="Memory(idle_ttl)")
+        self._lock = threading.Lock()
+        self._ctrs: OrderedDict[tuple[str, int], _Ctr] = OrderedDict()
+        self._records: deque[CallRecord] = deque(maxlen=keep_records or None)
+        self.wants_records = keep_records > 0
+        self._outcomes: deque[tuple[float, str, str | None, str | None, str]] = deque(maxlen=100_000)
+        self._ops = 0
+
+    def __len__(self) -> int:
+        """How many counters are held (for memory checks)."""
+        return len(self._ctrs)
+
+    def _get(self, counter: Counter, now: float) -> _Ctr:
+        key = (counter.key, counter.window)
+        ctrs = self._ctrs
+        ctr = ctrs.get(key)
+        if ctr is None:
+            ctr = ctrs[key] = _Ctr(counter.window, now)
+        else:
+            ctrs.move_to_end(key)
+            if ctr.buckets:
+                ctr.expire(now)
+        ctr.touched = now
+        return ctr
+
+    def reserve(self, ask: Ask, now: float) -> Grant:
+        with self._lock:
+            self._ops += 1
+            if self._ops & 1023 == 0:
+                self._sweep(now)
+            ctrs = [self._get(c, now) for c in ask.counters]
+            state = []
+            for lim in ask.limits:
+                ctr = ctrs[lim.counter]
+                m = lim.metric
+                s = ctr.settled[m]
+                blocked = False
+                if ctr.trips and m in ctr.trips:
+                    if ctr.window and s + ctr.trips[m] <= lim.limit:
+                        del ctr.trips[m]
+                    else:
+                        blocked = True
+                state.append((s, ctr.reserved[m], blocked))
+            grant = decide(ask, state)
+            if grant.status == "ok":
+                units = grant.units
+                f, p = ask.fixed, ask.per_unit
+                amount = (f[0] + p[0] * units, f[1] + p[1] * units, f[2] + p[2] * units)
+                for ctr in ctrs:
+                    r = ctr.reserved
+                    r[0] += amount[0]
+                    r[1] += amount[1]
+                    r[2] += amount[2]
+                grant.handle = (ctrs, amount)
+            return grant
+
+    def settle(
+        self,
+        handle: Any,
+        counters: tuple[Counter, ...],
+        limits: tuple[Limit, ...],
+        actual: Vec,
+        now: float,
+        record: CallRecord | None = None,
+    ) -> tuple[int, ...]:
+        with self._lock:
+            if handle is None:
+                ctrs = [self._get(c, now) for c in counters]
+            else:
+                ctrs, amount = handle
+                for ctr in ctrs:
+                    r = ctr.reserved
+                    r[0] -= amount[0]
+                    r[1] -= amount[1]
+                    r[2] -= amount[2]
+            for ctr in ctrs:
+                ctr.add(actual, now)
+                ctr.touched = now
+            if record is not None:
+                self._records.append(record)
+            return tuple(ctrs[lim.counter].settled[lim.metric] for lim in limits)
+
+    def trip(self, counter: Counter, metric: int, needed: int, now: float) -> None:
+        with self._lock:
+            ctr = self._get(counter, now)
+            if ctr.trips is None:
+                ctr.trips = {}
+            ctr.trips[metric] = needed
+
+    def read(self, counters: Iterable[Counter], now: float) -> list[Totals]:
+        out = []
+        with self._lock:
+            for c in counters:
+                ctr = self._ctrs.get((c.key, c.window))
+                if ctr is None:
+                    out.append(Totals())
+                    continue
+                ctr.expire(now)
+                out.append(Totals(tuple(ctr.settled), tuple(ctr.reserved)))  # type: ignore[arg-type]
+        return out
+
+    def add_outcome(self, session: str, feature: str | None, user: str | None, name: str, now: float) -> None:
+        with self._lock:
+            self._outcomes.append((now, session, feature, user, name))
+
+    def outcomes(self, since: float | None = None) -> list[tuple[float, str, str | None, str | None, str]]:
+        with self._lock:
+            return [o for o in self._outcomes if since is None or o[0] >= since]
+
+    def records(self, since: float | None = None) -> list[CallRecord]:
+        with self._lock:
+            return [r for r in self._records if since is None or r.at >= since]
+
+    def sweep(self, now: float) -> None:
+        """Forget idle counters now (also done every 1024 reservations)."""
+        with self._lock:
+            self._sweep(now)
+
+    def _sweep(self, now: float) -> None:
+        horizon = now - self.idle_ttl
+        ctrs = self._ctrs
+        kept = []
+        while ctrs:
+            key, ctr = next(iter(ctrs.items()))
+            if ctr.touched > horizon:
+                break
+            del ctrs[key]
+            if any(ctr.reserved) or key[0] == "global":
+                kept.append((key, ctr))
+        for key, ctr in kept:  # still in use: back to the young end
+            ctrs[key] = ctr
+
+    def close(self) -> None:
+        pass

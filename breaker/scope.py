@@ -1,0 +1,200 @@
+"""Sessions: who a call is attributed to, carried by ``contextvars``.
+
+``Breaker.session(...)`` is a sync and async context manager and a
+decorator. Entering it makes a ``Session`` current for the code inside,
+including asyncio tasks it creates and threads started with
+``contextvars.copy_context().run``. Sessions nest: an inner session inherits
+the outer one's feature, user and tags (unless it names its own), and its
+calls count against the outer session's budgets too.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import threading
+import time
+import uuid
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
+
+from .errors import SessionKilled, Tripped
+
+if TYPE_CHECKING:
+    from .engine import Breaker, _Plan
+
+__all__ = ["Session", "SessionScope"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class _State:
+    """In-process state of one session id, shared by every ``with`` block using it."""
+
+    __slots__ = ("id", "lock", "loops", "tripped", "unpriced", "degrade_hint", "loop_degrade", "open", "touched", "outcomes")
+
+    def __init__(self, session_id: str, loops: Any) -> None:
+        self.id = session_id
+        self.lock = threading.Lock()
+        self.loops = loops
+        self.tripped: Tripped | None = None
+        self.unpriced = 0
+        self.degrade_hint = False
+        self.loop_degrade = False
+        self.open = 0
+        self.touched = time.time()
+        self.outcomes: list[str] = []
+
+
+class Session:
+    """A unit of agent work: live figures and attribution.
+
+    ``cost_usd``, ``tokens`` and ``calls`` are read from the ledger (so with a
+    shared ledger they include other processes' calls in the same session).
+    """
+
+    __slots__ = ("id", "feature", "user", "tags", "parent", "_guard", "_state", "_plan", "__weakref__")
+
+    def __init__(
+        self,
+        guard: Breaker,
+        session_id: str,
+        *,
+        feature: str | None,
+        user: str | None,
+        tags: dict[str, str],
+        parent: Session | None,
+        state: _State,
+    ) -> None:
+        self.id = session_id
+        self.feature = feature
+        self.user = user
+        self.tags = tags
+        self.parent = parent
+        self._guard = guard
+        self._state = state
+        self._plan: _Plan | None = None
+
+    def __repr__(self) -> str:
+        return f"Session({self.id!r}, feature={self.feature!r}, user={self.user!r}, cost_usd={self.cost_usd:.6f})"
+
+    @property
+    def chain(self) -> list[Session]:
+        """This session and its parents, innermost first."""
+        out, s = [], self
+        while s is not None:
+            out.append(s)
+            s = s.parent
+        return out
+
+    @property
+    def cost_usd(self) -> float:
+        """USD settled in this session (priced calls only)."""
+        return self._guard._session_totals(self)[0] / 1_000_000_000
+
+    @property
+    def tokens(self) -> int:
+        """Input plus output tokens settled in this session."""
+        return self._guard._session_totals(self)[1]
+
+    @property
+    def calls(self) -> int:
+        """Requests sent in this session, failed ones included."""
+        return self._guard._session_totals(self)[2]
+
+    @property
+    def unpriced_calls(self) -> int:
+        """Calls whose model had no price (only with ``unknown_price="warn"``)."""
+        return self._state.unpriced
+
+    @property
+    def remaining_usd(self) -> float | None:
+        """What the tightest USD budget that applies can still pay for (``None``: no USD budget)."""
+        return self._guard._remaining_usd(self)
+
+    @property
+    def tripped(self) -> Tripped | None:
+        """The trip that stopped this session, if any."""
+        return self._state.tripped
+
+    def outcome(self, name: str) -> None:
+        """Record an outcome (``"resolved"``, ``"escalated"``…) for cost-per-outcome reports."""
+        if not isinstance(name, str) or not name:
+            raise ValueError("Session.outcome(name) needs a non-empty string, e.g. 'resolved'")
+        self._state.outcomes.append(name)
+        self._guard._add_outcome(self, name)
+
+
+class SessionScope:
+    """The object ``Breaker.session(...)`` returns: context manager (sync and async) and decorator."""
+
+    def __init__(
+        self,
+        guard: Breaker,
+        session_id: str | None,
+        feature: str | None,
+        user: str | None,
+        tags: dict[str, str] | None,
+    ) -> None:
+        self._guard = guard
+        self._id = session_id
+        self._feature = feature
+        self._user = user
+        self._tags = tags
+        self._tokens: list[tuple[Session, Any]] = []
+
+    # -- context manager ------------------------------------------------
+    def __enter__(self) -> Session:
+        session = self._guard._open_session(self._id, self._feature, self._user, self._tags)
+        token = self._guard._current.set(session)
+        self._tokens.append((session, token))
+        return session
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
+        session, token = self._tokens.pop()
+        self._guard._current.reset(token)
+        self._guard._close_session(session, exc)
+        if isinstance(exc, Tripped) and _owns(session, exc):
+            raise SessionKilled(exc) from exc
+        return False
+
+    async def __aenter__(self) -> Session:
+        return self.__enter__()
+
+    async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
+        return self.__exit__(exc_type, exc, tb)
+
+    # -- decorator --------------------------------------------------------
+    def __call__(self, fn: F) -> F:
+        guard, sid, feature, user, tags = self._guard, self._id, self._feature, self._user, self._tags
+
+        if inspect.iscoroutinefunction(fn):
+
+            @functools.wraps(fn)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                async with SessionScope(guard, sid, feature, user, tags):
+                    return await fn(*args, **kwargs)
+
+            return async_wrapper  # type: ignore[return-value]
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with SessionScope(guard, sid, feature, user, tags):
+                return fn(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+
+def new_session_id() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+def _owns(session: Session, trip: Tripped) -> bool:
+    """Whether this session's boundary turns ``trip`` into ``SessionKilled``.
+
+    A session trip is owned by the session it names; a trip of any other
+    scope (feature, user, global, tag) by the outermost session it passes
+    through, so that nested agents cannot catch it and go on.
+    """
+    if trip.scope == "session":
+        return trip.key == session.id or not any(s.id == trip.key for s in session.chain[1:])
+    return session.parent is None

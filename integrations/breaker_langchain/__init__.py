@@ -1,0 +1,1 @@
+"""breaker_langchain: placeholder until the plugin lands."""

@@ -1,0 +1,1 @@
+"""breaker_litellm: placeholder until the plugin lands."""

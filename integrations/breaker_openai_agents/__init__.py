@@ -1,0 +1,1 @@
+"""breaker_openai_agents: placeholder until the plugin lands."""

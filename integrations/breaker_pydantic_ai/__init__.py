@@ -1,0 +1,1 @@
+"""breaker_pydantic_ai: placeholder until the plugin lands."""

@@ -1,0 +1,393 @@
+"""The engine with the real Memory ledger: sessions, budgets, trips, degradation."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import itertools
+import threading
+
+import pytest
+
+from breaker import (
+    Breaker,
+    Budget,
+    BudgetExceeded,
+    Call,
+    ConfigError,
+    Degrade,
+    LoopDetected,
+    LoopPolicy,
+    SessionKilled,
+    Tripped,
+    Usage,
+)
+from breaker.ledgers import Memory
+from tests.conftest import Clock
+
+MINI = "gpt-4o-mini"  # $0.15 / $0.60 per million tokens
+
+
+_fingerprints = itertools.count()
+
+
+def call(n: int | None = None, *, model: str = MINI, inp: int = 1000, out: int | None = 500) -> Call:
+    """A distinct request each time (so loop detection stays out of budget tests)."""
+    return Call(model, "openai", input_tokens=inp, max_output_tokens=out, fingerprint=next(_fingerprints))
+
+
+def run(guard: Breaker, n: int = 1, usage: Usage = Usage(1000, 500), **kw) -> None:
+    for _ in range(n):
+        ticket = guard.admit(call(**kw))
+        guard.settle(ticket, usage)
+
+
+class Sink(list):
+    def __call__(self, event):
+        self.append(event)
+
+    def kinds(self):
+        return [e.kind for e in self]
+
+
+def test_session_figures_and_attribution():
+    guard = Breaker(alerts=[])
+    with guard.session("t-1", feature="support", user="acme", tags={"team": "cx"}) as s:
+        run(guard, 3)
+        assert s.calls == 3
+        assert s.tokens == 4500
+        assert s.cost_usd == pytest.approx(3 * (1000 * 0.15 + 500 * 0.6) / 1e6)
+        assert s.remaining_usd is None  # no USD budget applies
+    assert guard.spent("feature", "support").calls == 3
+    assert guard.spent("user", "acme").tokens == 4500
+    assert guard.spent("global").calls == 3
+
+
+def test_calls_outside_a_session_count_against_global_budgets():
+    guard = Breaker(budgets=[Budget(calls=2, per="global")], alerts=[])
+    run(guard, 2)
+    with pytest.raises(BudgetExceeded):
+        run(guard, 1)
+    assert guard.spent("session", "anonymous").calls == 2
+
+
+def test_nested_sessions_inherit_and_count_for_both():
+    guard = Breaker(alerts=[])
+    with guard.session("outer", feature="f", user="u") as outer:
+        run(guard, 1)
+        with guard.session("inner") as inner:
+            assert (inner.feature, inner.user, inner.parent) == ("f", "u", outer)
+            run(guard, 2)
+        assert inner.calls == 2
+        assert outer.calls == 3
+
+
+def test_sessions_propagate_into_tasks_and_copied_threads():
+    guard = Breaker(alerts=[])
+    seen: list[str] = []
+
+    async def task():
+        seen.append(guard.current_session().id)
+        run(guard, 1)
+
+    async def main():
+        async with guard.session("async-s") as s:
+            await asyncio.gather(task(), task())
+            return s.calls
+
+    assert asyncio.run(main()) == 2
+    with guard.session("thread-s") as s:
+        ctx = contextvars.copy_context()
+        t = threading.Thread(target=ctx.run, args=(lambda: (seen.append(guard.current_session().id), run(guard, 1)),))
+        t.start()
+        t.join()
+        assert s.calls == 1
+    assert seen == ["async-s", "async-s", "thread-s"]
+
+
+def test_decorator_gives_each_call_a_fresh_session():
+    guard = Breaker(alerts=[])
+    ids = []
+
+    @guard.session(feature="triage")
+    def handle():
+        s = guard.current_session()
+        ids.append(s.id)
+        run(guard, 1)
+        return s.feature
+
+    @guard.session(feature="triage")
+    async def ahandle():
+        ids.append(guard.current_session().id)
+
+    assert handle() == "triage" and handle() == "triage"
+    asyncio.run(ahandle())
+    assert len(set(ids)) == 3
+    assert guard.spent("feature", "triage").calls == 2
+
+
+def test_kill_is_not_swallowed_by_except_exception_and_becomes_session_killed():
+    sink = Sink()
+    guard = Breaker(budgets=[Budget(usd=0.001)], alerts=[sink])
+    attempts = 0
+    with pytest.raises(SessionKilled) as info:
+        with guard.session("ticket-42"):
+            while attempts < 100:
+                attempts += 1
+                try:
+                    run(guard, 1)
+                except Exception:  # what agent code does: it must not catch the kill
+                    pass
+    killed = info.value
+    assert isinstance(killed.__cause__, BudgetExceeded) and isinstance(killed.__cause__, Tripped)
+    assert not isinstance(killed.__cause__, Exception)
+    assert killed.scope == "session" and killed.key == "ticket-42"
+    message = str(killed)
+    assert "Session 'ticket-42'" in message and "$0.0010" in message and "refused" in message
+    assert killed.limit_usd == pytest.approx(0.001)
+    assert killed.spent_usd <= 0.001
+    assert guard.spent("session", "ticket-42").usd <= 0.001
+    assert sink.kinds().count("tripped") == 1
+
+
+def test_trip_is_sticky_and_nothing_reaches_the_ledger_afterwards():
+    guard = Breaker(budgets=[Budget(usd=0.001)], alerts=[])
+    with pytest.raises(SessionKilled):
+        with guard.session("s"):
+            while True:
+                run(guard, 1)
+    calls_before = guard.spent("session", "s").calls
+    for _ in range(5):  # a retry loop that catches everything still spends nothing
+        with pytest.raises(SessionKilled):
+            with guard.session("s"):
+                run(guard, 1, usage=Usage(1, 1))
+    assert guard.spent("session", "s").calls == calls_before
+
+
+def test_output_cap_is_lowered_to_what_the_budget_can_pay():
+    guard = Breaker(budgets=[Budget(usd=0.0010)], alerts=[])
+    with guard.session("s"):
+        # input 1000 tokens worst case = $0.00015; remaining $0.00085 pays 1416 output tokens at $0.6/M
+        ticket = guard.admit(call(out=100_000))
+        assert ticket.patch.max_output_tokens == 1416
+        guard.settle(ticket, Usage(1000, 1416))
+        assert guard.spent("session", "s").usd <= 0.001
+        # a cap the caller chose is never raised
+        guard2 = Breaker(alerts=[])
+        assert guard2.admit(call(out=50)).patch.max_output_tokens is None
+
+
+def test_no_cap_is_injected_when_the_budget_does_not_bind():
+    guard = Breaker(budgets=[Budget(usd=100)], alerts=[])
+    ticket = guard.admit(call(out=None))
+    assert ticket.patch.max_output_tokens is None
+    tight = Breaker(budgets=[Budget(usd=0.01)], alerts=[])
+    assert tight.admit(call(out=None)).patch.max_output_tokens is not None
+
+
+def test_token_and_call_budgets():
+    guard = Breaker(budgets=[Budget(tokens=5000), Budget(calls=3, per="user")], alerts=[])
+    with guard.session("a", user="u"):
+        run(guard, 1, usage=Usage(1000, 500), inp=1000, out=500)
+        ticket = guard.admit(call(1, inp=1000, out=5000))  # 5000 - 1500 - 1000 = 2500 output tokens left
+        assert ticket.patch.max_output_tokens == 2500
+        guard.settle(ticket, Usage(1000, 100))
+    with pytest.raises(SessionKilled, match="3 calls"):
+        with guard.session("b", user="u"):
+            run(guard, 2)
+
+
+def test_windowed_budget_reopens_when_the_window_frees():
+    clock = Clock()
+    sink = Sink()
+    guard = Breaker(budgets=[Budget(calls=2, window="1m")], alerts=[sink], clock=clock)
+    with guard.session("s") as s:
+        run(guard, 2)
+        with pytest.raises(BudgetExceeded, match="window frees"):
+            run(guard, 1)
+        clock.advance(30)
+        with pytest.raises(BudgetExceeded):
+            run(guard, 1)
+        clock.advance(32)  # one minute and one bucket after the spend
+        run(guard, 1)
+        assert s.calls == 3
+    assert sink.kinds().count("tripped") == 1
+
+
+def test_feature_budget_with_key_and_tag_budget():
+    guard = Breaker(
+        budgets=[Budget(calls=1, per="feature", key="summarize"), Budget(calls=2, per="team")], alerts=[]
+    )
+    with guard.session(feature="chat", tags={"team": "a"}):
+        run(guard, 2)  # the summarize budget does not apply; team a has 2
+    with pytest.raises(SessionKilled, match="summarize"):
+        with guard.session(feature="summarize", tags={"team": "b"}):
+            run(guard, 2)
+    with pytest.raises(SessionKilled, match="team='a'"):
+        with guard.session(feature="chat", tags={"team": "a"}):
+            run(guard, 1)
+
+
+def test_a_global_trip_passes_inner_sessions_and_stops_at_the_outermost():
+    guard = Breaker(budgets=[Budget(calls=1, per="global")], alerts=[])
+    with pytest.raises(SessionKilled):
+        with guard.session("outer"):
+            with guard.session("inner"):
+                run(guard, 2)
+
+
+def test_thresholds_fire_once_each():
+    sink = Sink()
+    guard = Breaker(budgets=[Budget(calls=10, warn_at=(0.5, 0.8))], alerts=[sink])
+    with guard.session("s"):
+        run(guard, 9)
+    fractions = [e.fraction for e in sink if e.kind == "threshold"]
+    assert fractions == [0.5, 0.8]
+
+
+def test_warn_budget_never_refuses_but_alerts_at_100_percent():
+    sink = Sink()
+    guard = Breaker(budgets=[Budget(calls=2, on_exceed="warn", warn_at=())], alerts=[sink])
+    with guard.session("s") as s:
+        run(guard, 4)
+        assert s.calls == 4
+    assert [e.fraction for e in sink if e.kind == "threshold"] == [1.0]
+
+
+def test_degrade_at_switches_to_the_cheaper_model():
+    sink = Sink()
+    guard = Breaker(
+        budgets=[Budget(usd=0.01, degrade_at=0.5)],
+        degrade=Degrade(model_map={"gpt-4o": MINI}, max_output_tokens=256),
+        alerts=[sink],
+    )
+    with guard.session("s"):
+        t = guard.admit(call(model="gpt-4o", inp=1000, out=500))
+        assert not t.degraded
+        guard.settle(t, Usage(1000, 500))  # $0.0075: past 50%
+        t = guard.admit(call(1, model="gpt-4o", inp=1000, out=500))
+        assert t.degraded and t.model == MINI and t.patch.model == MINI
+        assert t.patch.max_output_tokens == 256
+        guard.settle(t, Usage(1000, 200))
+    assert "degraded" in sink.kinds()
+
+
+def test_on_exceed_degrade_tries_the_degraded_call_before_killing():
+    guard = Breaker(
+        budgets=[Budget(usd=0.002, on_exceed="degrade")],
+        degrade=Degrade(model_map={"gpt-4o": MINI}),
+        alerts=[],
+    )
+    with guard.session("s"):
+        # gpt-4o: 1000 in ($0.0025) does not fit; gpt-4o-mini does
+        t = guard.admit(call(model="gpt-4o", inp=1000, out=100))
+        assert t.model == MINI and t.degraded
+
+
+def test_waits_for_in_flight_reservations_instead_of_tripping():
+    guard = Breaker(budgets=[Budget(usd=0.001)], alerts=[], reservation_wait=5)
+    with guard.session("s"):
+        first = guard.admit(call(inp=1000, out=1000))  # reserves $0.00075 of $0.001
+        released = threading.Timer(0.1, lambda: guard.settle(first, Usage(1000, 10)))
+        released.start()
+        second = guard.admit(call(1, inp=1000, out=1000))  # waits for `first`, then fits
+        assert second.patch.max_output_tokens is None
+        guard.settle(second, Usage(1000, 10))
+        released.join()
+
+
+def test_busy_refusal_does_not_trip():
+    guard = Breaker(budgets=[Budget(usd=0.001)], alerts=[], reservation_wait=0.05)
+    with guard.session("s"):
+        held = guard.admit(call(inp=1000, out=1300))  # holds $0.00093 of $0.001
+        with pytest.raises(BudgetExceeded) as info:
+            guard.admit(call(1, inp=1000, out=1000))
+        assert info.value.reason == "busy" and not info.value.sticky
+        guard.settle(held, Usage(10, 10))
+        guard.settle(guard.admit(call(2)), Usage(10, 10))  # not tripped
+
+
+def test_unknown_price_warn_enforces_tokens_and_counts_unpriced():
+    sink = Sink()
+    guard = Breaker(budgets=[Budget(tokens=3000)], unknown_price="warn", alerts=[sink])
+    with pytest.raises(SessionKilled):
+        with guard.session("s") as s:
+            run(guard, 5, model="my-private-model", usage=Usage(1000, 400), inp=1000, out=400)
+    assert s.unpriced_calls == 2 and s.cost_usd == 0 and s.tokens == 2800
+    assert sink.kinds().count("unknown_price") == 1
+
+
+def test_record_accounts_and_trips_the_next_call():
+    guard = Breaker(budgets=[Budget(usd=0.001)], alerts=[])
+    with pytest.raises(SessionKilled):
+        with guard.session("s"):
+            cost = guard.record("gpt-4o", Usage(1000, 100))
+            assert cost == pytest.approx(0.0035)  # already past the limit: spent, so recorded
+            run(guard, 1)
+    assert guard.spent("session", "s").calls == 1
+
+
+def test_failed_call_counts_a_call_and_release_counts_nothing():
+    guard = Breaker(alerts=[])
+    with guard.session("s") as s:
+        guard.settle(guard.admit(call(1)), None, error=RuntimeError("500"))
+        guard.release(guard.admit(call(2)))
+        t = guard.admit(call(3))
+        guard.settle(t, Usage(10, 10))
+        guard.settle(t, Usage(10, 10))  # idempotent
+        assert (s.calls, s.tokens) == (2, 20)
+
+
+def test_loop_detection_runs_before_budgets():
+    guard = Breaker(budgets=[Budget(calls=3)], loops=LoopPolicy(max_identical=2), alerts=[])
+    with pytest.raises(SessionKilled) as info:
+        with guard.session("s"):
+            for _ in range(3):
+                guard.settle(guard.admit(Call(MINI, "openai", 10, 10, fingerprint="same")), Usage(10, 10))
+    assert isinstance(info.value.__cause__, LoopDetected)
+    assert guard.spent("session", "s").calls == 2
+
+
+def test_memory_ledger_forgets_idle_counters_but_not_active_ones():
+    clock = Clock()
+    ledger = Memory(idle_ttl="1h")
+    guard = Breaker(ledger=ledger, alerts=[], clock=clock)
+    for i in range(50):
+        with guard.session(f"s{i}"):
+            run(guard, 1)
+    with guard.session("active"):
+        run(guard, 1)
+    before = len(ledger)
+    clock.advance(1800)
+    with guard.session("active"):
+        run(guard, 1)
+    clock.advance(1900)
+    ledger.sweep(clock())
+    assert len(ledger) < before
+    assert guard.spent("session", "active").calls == 2
+    assert guard.spent("session", "s0").calls == 0
+
+
+@pytest.mark.parametrize(
+    "make, words",
+    [
+        (lambda: Budget(), "needs a limit"),
+        (lambda: Budget(usd=-1), "more than 0"),
+        (lambda: Budget(usd="2"), "number of dollars"),
+        (lambda: Budget(tokens=1.5), "whole number"),
+        (lambda: Budget(usd=1, window="fortnight"), "'30s', '10m'"),
+        (lambda: Budget(usd=1, on_exceed="explode"), "'kill', 'degrade' or 'warn'"),
+        (lambda: Budget(usd=1, warn_at=(80,)), "fractions between 0 and 1"),
+        (lambda: Budget(usd=1, per="global", key="x"), "takes no key"),
+        (lambda: Breaker(budgets=[Budget(usd=1, degrade_at=0.8)]), "degrade=Degrade"),
+        (lambda: Breaker(budgets=["$5"]), "Budget objects"),
+        (lambda: Breaker(unknown_price="ignore"), "'error' or 'warn'"),
+        (lambda: Breaker(alerts=["slack"]), "callables"),
+        (lambda: Breaker(ledger=object()), "lacks reserve"),
+        (lambda: Degrade(reasoning_effort="max"), "use one of"),
+        (lambda: LoopPolicy(max_identical=0), "at least 1"),
+    ],
+)
+def test_bad_configuration_says_what_to_write(make, words):
+    with pytest.raises(ConfigError, match=words):
+        make()
