@@ -1,0 +1,76 @@
+"""Writing rows out as a terminal table (rich), JSON or CSV.
+
+Commands build plain rows (dicts of machine values: ints, floats, strings)
+and a list of ``Column``s; this module is the only place that knows about
+output formats, so every command offers the same three. Only ``table``
+needs ``rich``; JSON and CSV work without the ``cli`` extra.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Sequence, TextIO
+
+from ._common import need_rich
+
+__all__ = ["Column", "FORMATS", "write_csv", "write_json", "write_tables"]
+
+FORMATS = ("table", "json", "csv")
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column: the row key, its header, how a table shows a value, and alignment."""
+
+    key: str
+    header: str
+    show: Callable[[Any], str] = str
+    numeric: bool = False
+
+
+def write_json(payload: Any, out: TextIO | None = None) -> None:
+    """Indented JSON with a trailing newline (stable key order for diffs)."""
+    out = out or sys.stdout
+    json.dump(payload, out, indent=2, default=str)
+    out.write("\n")
+
+
+def write_csv(columns: Sequence[Column], rows: Iterable[dict[str, Any]], out: TextIO | None = None) -> None:
+    """CSV with a header of column keys and machine values (no currency signs)."""
+    out = out or sys.stdout
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow([c.key for c in columns])
+    for row in rows:
+        writer.writerow(["" if row.get(c.key) is None else row.get(c.key) for c in columns])
+
+
+def write_tables(
+    tables: Sequence[tuple[str, Sequence[Column], Sequence[dict[str, Any]]]],
+    notes: Sequence[str] = (),
+    console: Any = None,
+) -> None:
+    """Rich tables, one per ``(title, columns, rows)``, then notes, sized to the terminal."""
+    need_rich()
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console(highlight=False)
+    for title, columns, rows in tables:
+        table = Table(title=title, title_justify="left", title_style="bold", header_style="bold")
+        for c in columns:
+            table.add_column(c.header, justify="right" if c.numeric else "left", no_wrap=c.numeric,
+                             overflow="fold")
+        for row in rows:
+            table.add_row(*(_cell(c, row.get(c.key)) for c in columns))
+        console.print(table)
+    for note in notes:
+        console.print(note, markup=False)
+
+
+def _cell(column: Column, value: Any) -> str:
+    if value is None:
+        return "-"
+    return column.show(value)
