@@ -546,7 +546,9 @@ class Breaker:
             if not window and line.per == "session" and line.key == session.id:
                 session._state.tripped = trip
             if self._once(("trip", counter.key, window, line.metric, int(now // window) if window else 0)):
-                self._emit(self._budget_event("tripped", message, session, line, settled))
+                event = self._budget_event("tripped", message, session, line, settled)
+                event.data["reason"] = trip.reason  # like loop trips: sinks and telemetry read the reason here
+                self._emit(event)
         return trip
 
     # ------------------------------------------------------------------ settlement
