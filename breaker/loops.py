@@ -1,9 +1,14 @@
 """Runaway-loop detection, per session.
 
-Each signal is a small detector with two methods over one per-session state
-object: ``check`` runs before a call is sent (and may refuse it), ``observe``
-runs after it settles. ``LoopPolicy`` bundles the default detectors with the
-thresholds of ``DESIGN.md``; memory per session is bounded.
+Shaped like tenacity's strategies: each signal is a small ``Detector`` with
+two methods over one per-session ``LoopState`` (what tenacity's
+``RetryCallState`` is to a stop strategy): ``check`` runs before a call is
+sent and may refuse, degrade or warn; ``observe`` runs after the call settles
+(or after a retry is reported by ``breaker.retry.before_sleep``). Detectors
+compose with ``|``, and a plain function ``fn(state, call, now) -> Detection |
+None`` works wherever a detector does. ``LoopPolicy`` bundles the defaults with
+the thresholds of DESIGN.md. Every detector's memory is bounded, so a session
+that runs for days costs the same few kilobytes as one that runs a minute.
 """
 
 from __future__ import annotations
@@ -12,20 +17,39 @@ import threading
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any, Callable, Sequence, Union
 
-from .budgets import parse_window
+from .budgets import format_seconds, parse_window
 from .call import Call, Outcome
 from .errors import ConfigError
 
-__all__ = ["Detection", "LoopPolicy", "LoopState"]
+__all__ = [
+    "ContextGrowth",
+    "Detection",
+    "Detector",
+    "Detectors",
+    "ErrorStorm",
+    "IdenticalRequests",
+    "LoopPolicy",
+    "LoopState",
+    "NoBackoff",
+    "SpendSpike",
+    "StepCap",
+    "ToolThrash",
+]
 
-_ACTIONS = ("kill", "degrade", "warn")
-_MAX_TRACKED = 256  # distinct fingerprints remembered per session
+ACTIONS = ("kill", "degrade", "warn")
+_SEVERITY = {"warn": 1, "degrade": 2, "kill": 3}
+_MAX_TRACKED = 256  # distinct fingerprints / tool calls remembered per session (LRU)
 
 
 @dataclass(frozen=True, slots=True)
 class Detection:
-    """A detector's verdict: which ``signal``, what ``action``, and a sentence for a person."""
+    """A detector's verdict: which ``signal``, what ``action``, and a sentence for a person.
+
+    ``count`` is what was seen, ``limit`` the threshold it passed; no prompt
+    or completion text ever goes in here (it ends up in events).
+    """
 
     signal: str
     action: str
@@ -35,36 +59,451 @@ class Detection:
 
 
 class LoopState:
-    """Per-session memory of recent calls (bounded)."""
+    """Everything detectors remember about one session, bounded.
 
-    __slots__ = ("lock", "calls", "identical", "errors", "tools", "pending", "last_error_at")
+    Shared facts are plain attributes: ``calls`` admitted so far, and
+    ``last_error_at``, when the latest settled call (or reported retry) failed,
+    ``None`` once one succeeds. Each detector keeps its own memory in
+    ``memory(detector, factory)``. Detectors run under ``lock``.
+    """
+
+    __slots__ = ("lock", "calls", "last_error_at", "pending", "_errors_seen", "_memory")
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.calls = 0
-        self.identical: OrderedDict[object, deque[float]] = OrderedDict()
-        self.errors: deque[float] = deque()
-        self.tools: OrderedDict[tuple[str, str], int] = OrderedDict()
-        self.pending: Detection | None = None
         self.last_error_at: float | None = None
+        self.pending: Detection | None = None  # a kill/degrade seen after a call, applied at the next
+        self._errors_seen: deque[int] = deque(maxlen=8)
+        self._memory: dict[int, Any] = {}
+
+    def memory(self, owner: object, factory: Callable[[], Any]) -> Any:
+        """``owner``'s private memory in this session, made by ``factory`` on first use."""
+        key = id(owner)
+        mem = self._memory.get(key)
+        if mem is None:
+            mem = self._memory[key] = factory()
+        return mem
+
+    def _seen(self, error: BaseException) -> bool:
+        """Whether ``error`` (or an exception it wraps) was already recorded as a failed call."""
+        seen = self._errors_seen
+        e: BaseException | None = error
+        for _ in range(8):  # exception chains can be cyclic; a few links are enough
+            if e is None:
+                return False
+            if id(e) in seen:
+                return True
+            e = e.__cause__ or e.__context__
+        return False
 
 
+CheckFn = Callable[[LoopState, Call, float], Union[Detection, None]]
+
+
+class Detector:
+    """One signal. Override ``check`` and/or ``observe``; both default to "nothing seen".
+
+    ``a | b`` runs both and reports the most severe verdict.
+    """
+
+    signal = "custom"
+
+    def check(self, state: LoopState, call: Call, now: float) -> Detection | None:
+        return None
+
+    def observe(self, state: LoopState, call: Call | None, outcome: Outcome, now: float) -> Detection | None:
+        return None
+
+    def __or__(self, other: DetectorLike) -> Detectors:
+        return Detectors(self, other)
+
+    def __ror__(self, other: DetectorLike) -> Detectors:
+        return Detectors(other, self)
+
+
+DetectorLike = Union[Detector, CheckFn]
+
+
+class _Function(Detector):
+    """A plain ``fn(state, call, now) -> Detection | None`` used as a check-only detector."""
+
+    def __init__(self, fn: CheckFn) -> None:
+        self.fn = fn
+        self.signal = getattr(fn, "__name__", "custom")
+
+    def check(self, state: LoopState, call: Call, now: float) -> Detection | None:
+        return self.fn(state, call, now)
+
+    def __repr__(self) -> str:
+        return f"detector({self.fn!r})"
+
+
+def as_detector(obj: DetectorLike) -> Detector:
+    """A detector from a ``Detector``, any object with ``check``/``observe``, or a plain check function."""
+    if isinstance(obj, Detector):
+        return obj
+    if callable(getattr(obj, "check", None)) or callable(getattr(obj, "observe", None)):
+        return obj  # type: ignore[return-value]  # duck-typed detector
+    if callable(obj):
+        return _Function(obj)
+    raise ConfigError(f"{obj!r} is not a detector: pass a Detector or a function (state, call, now) -> Detection | None")
+
+
+def _worst(found: Detection | None, other: Detection | None) -> Detection | None:
+    if other is None:
+        return found
+    if found is None or _SEVERITY.get(other.action, 0) > _SEVERITY.get(found.action, 0):
+        return other
+    return found
+
+
+class Detectors(Detector):
+    """Several detectors as one: each runs every time (each keeps its memory up to date); the most severe verdict wins."""
+
+    def __init__(self, *detectors: DetectorLike) -> None:
+        flat: list[Detector] = []
+        for d in detectors:
+            flat.extend(d.detectors if isinstance(d, Detectors) else (as_detector(d),))
+        self.detectors: tuple[Detector, ...] = tuple(flat)
+
+    def check(self, state: LoopState, call: Call, now: float) -> Detection | None:
+        found = None
+        for d in self.detectors:
+            fn = getattr(d, "check", None)
+            if fn is not None:
+                found = _worst(found, fn(state, call, now))
+        return found
+
+    def observe(self, state: LoopState, call: Call | None, outcome: Outcome, now: float) -> Detection | None:
+        found = None
+        for d in self.detectors:
+            fn = getattr(d, "observe", None)
+            if fn is not None:
+                found = _worst(found, fn(state, call, outcome, now))
+        return found
+
+    def __repr__(self) -> str:
+        return " | ".join(repr(d) for d in self.detectors)
+
+
+def _positive(what: str, value: Any) -> None:
+    if type(value) is not int or value < 1:
+        raise ConfigError(f"{what}={value!r} must be a whole number of at least 1")
+
+
+def _action(what: str, value: str) -> None:
+    if value not in ACTIONS:
+        raise ConfigError(f"{what}={value!r}: use 'kill', 'degrade' or 'warn'")
+
+
+def _window_text(window: str | timedelta | int) -> str:
+    return window if isinstance(window, str) else format_seconds(parse_window(window))
+
+
+# --------------------------------------------------------------------------- detectors
+class IdenticalRequests(Detector):
+    """The same request (content-free fingerprint of model + messages + tools) sent again and again.
+
+    ``max`` identical requests within ``window`` are sent; the next one is
+    refused. An agent re-asking the exact same thing gets the same answer:
+    redundant identical calls are the +30% of the seed problem.
+    """
+
+    signal = "identical"
+
+    def __init__(self, max: int = 3, window: str | timedelta | int = "5m", action: str = "kill") -> None:
+        _positive("IdenticalRequests(max)", max)
+        _action("IdenticalRequests(action)", action)
+        self.max, self.action, self.window_text = max, action, _window_text(window)
+        self.window = parse_window(window, what="IdenticalRequests(window)")
+
+    def check(self, state: LoopState, call: Call, now: float) -> Detection | None:
+        if call.fingerprint is None:
+            return None
+        seen: OrderedDict[object, deque[float]] = state.memory(self, OrderedDict)
+        key = (call.model, call.fingerprint)
+        times = seen.get(key)
+        if times is None:
+            times = seen[key] = deque(maxlen=self.max)
+            if len(seen) > _MAX_TRACKED:
+                seen.popitem(last=False)
+        else:
+            seen.move_to_end(key)
+        while times and times[0] <= now - self.window:
+            times.popleft()
+        if len(times) >= self.max:
+            return Detection(
+                self.signal, self.action,
+                f"the same request to {call.model} was sent {len(times)} times within {self.window_text} "
+                f"(max_identical={self.max})",
+                len(times) + 1, self.max,
+            )
+        times.append(now)
+        return None
+
+    def __repr__(self) -> str:
+        return f"IdenticalRequests(max={self.max}, window={self.window_text!r}, action={self.action!r})"
+
+
+class ErrorStorm(Detector):
+    """Failed calls piling up: after ``max`` failures within ``window`` the next call is refused.
+
+    Failures are what ``settle(..., error=...)`` reports and the retries that
+    ``breaker.retry.before_sleep`` reports (each counted once).
+    """
+
+    signal = "errors"
+
+    def __init__(self, max: int = 5, window: str | timedelta | int = "1m", action: str = "kill") -> None:
+        _positive("ErrorStorm(max)", max)
+        _action("ErrorStorm(action)", action)
+        self.max, self.action, self.window_text = max, action, _window_text(window)
+        self.window = parse_window(window, what="ErrorStorm(window)")
+
+    def _errors(self, state: LoopState) -> deque[float]:
+        return state.memory(self, lambda: deque(maxlen=self.max))
+
+    def check(self, state: LoopState, call: Call, now: float) -> Detection | None:
+        errors = self._errors(state)
+        while errors and errors[0] <= now - self.window:
+            errors.popleft()
+        if len(errors) >= self.max:
+            return Detection(
+                self.signal, self.action,
+                f"{len(errors)} calls failed within {self.window_text} (max_errors={self.max}): an error storm",
+                len(errors), self.max,
+            )
+        return None
+
+    def observe(self, state: LoopState, call: Call | None, outcome: Outcome, now: float) -> Detection | None:
+        if not outcome.ok:
+            self._errors(state).append(now)
+        return None
+
+    def __repr__(self) -> str:
+        return f"ErrorStorm(max={self.max}, window={self.window_text!r}, action={self.action!r})"
+
+
+class NoBackoff(Detector):
+    """Calls fired right after a failure, with no backoff in between.
+
+    A call admitted less than ``min_backoff`` seconds after the session's last
+    failure is a *hot retry*; ``max`` hot retries in a row are sent, the next
+    one is refused. A call after a real pause, or a success, resets the count.
+    0.5 s is the OpenAI SDK's own first retry delay: anything faster is not a
+    backoff. Error-retry loops without backoff are the +40% of the seed problem,
+    and they outrun a per-minute error window.
+    """
+
+    signal = "no_backoff"
+
+    def __init__(self, max: int = 3, min_backoff: float = 0.5, action: str = "kill") -> None:
+        _positive("NoBackoff(max)", max)
+        _action("NoBackoff(action)", action)
+        if not isinstance(min_backoff, (int, float)) or min_backoff <= 0:
+            raise ConfigError(f"NoBackoff(min_backoff={min_backoff!r}) must be a positive number of seconds")
+        self.max, self.min_backoff, self.action = max, float(min_backoff), action
+
+    def check(self, state: LoopState, call: Call, now: float) -> Detection | None:
+        hot: list[int] = state.memory(self, lambda: [0])
+        last = state.last_error_at
+        if last is None or now - last >= self.min_backoff:
+            hot[0] = 0
+            return None
+        if hot[0] >= self.max:
+            return Detection(
+                self.signal, self.action,
+                f"{hot[0] + 1} calls in a row were fired less than {self.min_backoff:g}s after a failure "
+                f"(max_hot_retries={self.max}): a retry loop without backoff",
+                hot[0] + 1, self.max,
+            )
+        hot[0] += 1
+        return None
+
+    def observe(self, state: LoopState, call: Call | None, outcome: Outcome, now: float) -> Detection | None:
+        if outcome.ok:
+            state.memory(self, lambda: [0])[0] = 0
+        return None
+
+    def __repr__(self) -> str:
+        return f"NoBackoff(max={self.max}, min_backoff={self.min_backoff:g}, action={self.action!r})"
+
+
+class ToolThrash(Detector):
+    """The model asking for the same tool with the same arguments over and over.
+
+    Reads ``outcome.tool_calls`` (``(name, arguments_fingerprint)`` pairs);
+    ``max`` requests of one pair are allowed, the next is thrash and the
+    action applies from the following call on. A tool that answered once will
+    answer the same way the fifth time.
+    """
+
+    signal = "tool_repeat"
+
+    def __init__(self, max: int = 4, action: str = "kill") -> None:
+        _positive("ToolThrash(max)", max)
+        _action("ToolThrash(action)", action)
+        self.max, self.action = max, action
+
+    def observe(self, state: LoopState, call: Call | None, outcome: Outcome, now: float) -> Detection | None:
+        counts: OrderedDict[tuple[str, str], int] = state.memory(self, OrderedDict)
+        found = None
+        for tool in outcome.tool_calls:
+            count = counts.get(tool, 0) + 1
+            counts[tool] = count
+            counts.move_to_end(tool)
+            if len(counts) > _MAX_TRACKED:
+                counts.popitem(last=False)
+            if count > self.max and found is None:
+                found = Detection(
+                    self.signal, self.action,
+                    f"the model asked for tool {tool[0]!r} with the same arguments {count} times "
+                    f"(max_tool_repeats={self.max}): tool thrash",
+                    count, self.max,
+                )
+        return found
+
+    def __repr__(self) -> str:
+        return f"ToolThrash(max={self.max}, action={self.action!r})"
+
+
+class StepCap(Detector):
+    """A hard cap on calls per session: ``max`` calls are sent, the next is refused.
+
+    The simplest runaway guard: a step count no legitimate run of this agent
+    reaches (LangGraph's own default recursion limit is ~10,000 steps).
+    """
+
+    signal = "max_calls"
+
+    def __init__(self, max: int, action: str = "kill") -> None:
+        _positive("StepCap(max)", max)
+        _action("StepCap(action)", action)
+        self.max, self.action = max, action
+
+    def check(self, state: LoopState, call: Call, now: float) -> Detection | None:
+        if state.calls >= self.max:
+            return Detection(
+                self.signal, self.action,
+                f"this session has made {state.calls} calls, its step cap (max_calls={self.max})",
+                state.calls + 1, self.max,
+            )
+        return None
+
+    def __repr__(self) -> str:
+        return f"StepCap(max={self.max}, action={self.action!r})"
+
+
+class ContextGrowth(Detector):
+    """A history that keeps growing: each request's input bound larger than the last, past a size.
+
+    Fires once per session when a call's ``input_tokens`` is at least
+    ``limit`` and has risen ``rising`` calls in a row. An agent that resends
+    its whole history pays for it again at every step, so its spend grows with
+    the square of the steps; ``degrade`` (the default) makes later calls
+    follow ``Degrade`` (``keep_last_messages`` trims the history). 100,000 is
+    the input *bound* (UTF-8 bytes in strict mode, ~25-50k real tokens): past
+    that, every further step costs cents on a frontier model.
+    """
+
+    signal = "context_growth"
+
+    def __init__(self, limit: int = 100_000, rising: int = 3, action: str = "degrade") -> None:
+        _positive("ContextGrowth(limit)", limit)
+        _positive("ContextGrowth(rising)", rising)
+        _action("ContextGrowth(action)", action)
+        self.limit, self.rising, self.action = limit, rising, action
+
+    def check(self, state: LoopState, call: Call, now: float) -> Detection | None:
+        mem: list[int] = state.memory(self, lambda: [-1, 0, 0])  # last size, run length, fired
+        last, run, fired = mem
+        size = call.input_tokens
+        run = run + 1 if last >= 0 and size > last else 0
+        mem[0], mem[1] = size, run
+        if fired or size < self.limit or run < self.rising:
+            return None
+        mem[2] = 1
+        return Detection(
+            self.signal, self.action,
+            f"the request history has grown {run} calls in a row, to an input bound of {size:,} tokens "
+            f"(context_limit={self.limit:,}): each further step resends all of it",
+            size, self.limit,
+        )
+
+    def __repr__(self) -> str:
+        return f"ContextGrowth(limit={self.limit}, rising={self.rising}, action={self.action!r})"
+
+
+class SpendSpike(Detector):
+    """One call costing far more than the session's running average.
+
+    After ``min_calls`` priced calls, a call costing more than ``factor`` times
+    the average of the calls before it is flagged (``warn`` by default: large
+    calls can be legitimate, but a person should know). 10x after 5 calls
+    ignores ordinary variation in output length and still catches a history
+    dump or a runaway generation.
+    """
+
+    signal = "spend_spike"
+
+    def __init__(self, factor: float = 10.0, min_calls: int = 5, action: str = "warn") -> None:
+        if not isinstance(factor, (int, float)) or factor <= 1:
+            raise ConfigError(f"SpendSpike(factor={factor!r}) must be a number above 1")
+        _positive("SpendSpike(min_calls)", min_calls)
+        _action("SpendSpike(action)", action)
+        self.factor, self.min_calls, self.action = float(factor), min_calls, action
+
+    def observe(self, state: LoopState, call: Call | None, outcome: Outcome, now: float) -> Detection | None:
+        cost = outcome.cost_nano
+        if not outcome.ok or cost is None:
+            return None
+        mem: list[int] = state.memory(self, lambda: [0, 0])  # total nano-USD, calls
+        total, n = mem
+        mem[0], mem[1] = total + cost, n + 1
+        if n < self.min_calls or total == 0 or cost * n <= self.factor * total:
+            return None
+        ratio = cost * n / total
+        return Detection(
+            self.signal, self.action,
+            f"one call to {call.model if call else 'the model'} cost ${cost / 1e9:,.4f}, {ratio:,.0f}x this "
+            f"session's average of ${total / n / 1e9:,.4f}",
+            int(ratio), int(self.factor),
+        )
+
+    def __repr__(self) -> str:
+        return f"SpendSpike(factor={self.factor:g}, min_calls={self.min_calls}, action={self.action!r})"
+
+
+# --------------------------------------------------------------------------- the policy
 @dataclass(frozen=True)
 class LoopPolicy:
-    """Thresholds for runaway-loop detection (per session).
+    """Runaway-loop detection per session: the default detectors, tuned by their thresholds.
+
+    Any threshold set to ``None`` turns its detector off; ``extra`` adds your
+    own detectors (``Detector`` objects or functions ``(state, call, now) ->
+    Detection | None``). ``on_detect`` is the action of the loop signals
+    (identical requests, error storms, hot retries, tool thrash, step cap);
+    context growth and spend spikes have their own, milder, defaults.
 
     Args:
-        max_identical: identical requests (same model, messages and tools) sent
-            within ``identical_window``; the next one is refused. 3 because an
-            agent re-asking the same thing a 4th time is not going to get a
-            different answer.
-        max_errors: failed calls within ``error_window``; the call after the
-            Nth failure is refused. 5 covers the SDK's own retries of a flaky
-            minute without letting a dead endpoint be hammered.
-        max_tool_repeats: the model asking for the same tool with the same
-            arguments this many times is allowed; once more is thrash.
-        max_calls: a step cap on calls per session (``None``: no cap).
+        max_identical: identical requests within ``identical_window`` that are
+            sent; the next one is refused (3: a 4th identical ask gets the same answer).
+        max_errors: failures within ``error_window``; the call after the Nth is
+            refused (5 covers a flaky minute without hammering a dead endpoint).
+        max_tool_repeats: the same tool with the same arguments may be asked
+            for this many times; once more is thrash (4).
+        max_calls: a step cap per session (``None``: no cap).
         on_detect: ``"kill"``, ``"degrade"`` or ``"warn"``.
+        max_hot_retries: calls in a row fired less than ``min_backoff`` seconds
+            after a failure that are sent; the next is refused (3).
+        context_limit: input-token bound past which a still-growing history is
+            flagged, after ``context_rising`` rising calls in a row.
+        context_action: what a growing history does (``"degrade"``: later calls
+            follow ``Degrade``, whose ``keep_last_messages`` trims it).
+        spike_factor: a call costing this many times the session average
+            (after ``spike_min_calls`` calls) is flagged with ``spike_action``.
+        extra: more detectors, run after the defaults.
     """
 
     max_identical: int | None = 3
@@ -74,93 +513,94 @@ class LoopPolicy:
     max_tool_repeats: int | None = 4
     max_calls: int | None = None
     on_detect: str = "kill"
-    _windows: tuple[int, int] = field(init=False, repr=False, compare=False)
+    max_hot_retries: int | None = 3
+    min_backoff: float = 0.5
+    context_limit: int | None = 100_000
+    context_rising: int = 3
+    context_action: str = "degrade"
+    spike_factor: float | None = 10.0
+    spike_min_calls: int = 5
+    spike_action: str = "warn"
+    extra: Sequence[DetectorLike] = ()
+    detectors: Detectors = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        for name in ("max_identical", "max_errors", "max_tool_repeats", "max_calls"):
+        for name in ("max_identical", "max_errors", "max_tool_repeats", "max_calls", "max_hot_retries", "context_limit"):
             value = getattr(self, name)
             if value is not None and (type(value) is not int or value < 1):
                 raise ConfigError(f"LoopPolicy({name}={value!r}) must be a whole number of at least 1, or None to turn it off")
-        if self.on_detect not in _ACTIONS:
-            raise ConfigError(f"LoopPolicy(on_detect={self.on_detect!r}): use 'kill', 'degrade' or 'warn'")
-        windows = (
-            parse_window(self.identical_window, what="LoopPolicy(identical_window)"),
-            parse_window(self.error_window, what="LoopPolicy(error_window)"),
-        )
-        object.__setattr__(self, "_windows", windows)
+        for name in ("on_detect", "context_action", "spike_action"):
+            if getattr(self, name) not in ACTIONS:
+                raise ConfigError(f"LoopPolicy({name}={getattr(self, name)!r}): use 'kill', 'degrade' or 'warn'")
+        act = self.on_detect
+        parts: list[DetectorLike] = []
+        if self.max_calls is not None:
+            parts.append(StepCap(self.max_calls, act))
+        if self.max_errors is not None:
+            parts.append(ErrorStorm(self.max_errors, self.error_window, act))
+        if self.max_hot_retries is not None:
+            parts.append(NoBackoff(self.max_hot_retries, self.min_backoff, act))
+        if self.max_identical is not None:
+            parts.append(IdenticalRequests(self.max_identical, self.identical_window, act))
+        if self.max_tool_repeats is not None:
+            parts.append(ToolThrash(self.max_tool_repeats, act))
+        if self.context_limit is not None:
+            parts.append(ContextGrowth(self.context_limit, self.context_rising, self.context_action))
+        if self.spike_factor is not None:
+            parts.append(SpendSpike(self.spike_factor, self.spike_min_calls, self.spike_action))
+        if isinstance(self.extra, (Detector,)) or callable(self.extra):
+            raise ConfigError("LoopPolicy(extra=...) takes a list of detectors, e.g. extra=[my_detector]")
+        parts.extend(self.extra)
+        object.__setattr__(self, "detectors", Detectors(*parts))
 
     def new_state(self) -> LoopState:
+        """A fresh per-session memory."""
         return LoopState()
 
     def check(self, state: LoopState, call: Call, now: float) -> Detection | None:
-        """Before sending: refuse (by returning a detection) or let the call through."""
-        identical_window, error_window = self._windows
-        with state.lock:
-            if state.pending is not None:
-                found, state.pending = state.pending, None
-                return found
-            if self.max_calls is not None and state.calls >= self.max_calls:
-                return Detection(
-                    "max_calls", self.on_detect,
-                    f"this session has made {state.calls} calls, its step cap (max_calls={self.max_calls})",
-                    state.calls, self.max_calls,
-                )
-            if self.max_errors is not None:
-                errors = state.errors
-                while errors and errors[0] <= now - error_window:
-                    errors.popleft()
-                if len(errors) >= self.max_errors:
-                    return Detection(
-                        "errors", self.on_detect,
-                        f"{len(errors)} calls failed within {self.error_window} (max_errors={self.max_errors}): "
-                        f"an error storm",
-                        len(errors), self.max_errors,
-                    )
-            fp = call.fingerprint
-            if self.max_identical is not None and fp is not None:
-                key = (call.model, fp)
-                seen = state.identical.get(key)
-                if seen is None:
-                    seen = state.identical[key] = deque()
-                    if len(state.identical) > _MAX_TRACKED:
-                        state.identical.popitem(last=False)
-                else:
-                    state.identical.move_to_end(key)
-                while seen and seen[0] <= now - identical_window:
-                    seen.popleft()
-                if len(seen) >= self.max_identical:
-                    return Detection(
-                        "identical", self.on_detect,
-                        f"the same request to {call.model} was sent {len(seen)} times within "
-                        f"{self.identical_window} (max_identical={self.max_identical})",
-                        len(seen) + 1, self.max_identical,
-                    )
-                seen.append(now)
-            state.calls += 1
-        return None
+        """Before sending: the most severe verdict of all detectors, or ``None``.
 
-    def observe(self, state: LoopState, call: Call, outcome: Outcome, now: float) -> Detection | None:
-        """After a call: remember errors and tool requests; a detection here refuses the next call."""
+        A call that is not refused (no ``kill``) counts as made.
+        """
         with state.lock:
-            if not outcome.ok:
-                state.errors.append(now)
+            found = _worst(state.pending, self.detectors.check(state, call, now))
+            state.pending = None
+            if found is None or found.action != "kill":
+                state.calls += 1
+            return found
+
+    def observe(self, state: LoopState, call: Call | None, outcome: Outcome, now: float) -> Detection | None:
+        """After a call settles: remember what it did.
+
+        A ``warn`` verdict is returned (the engine emits it now); a ``kill`` or
+        ``degrade`` is held and returned by the next ``check``, where the engine
+        acts on it before that call is sent (one ``loop`` event either way).
+        """
+        with state.lock:
+            if outcome.ok:
+                state.last_error_at = None
+            else:
                 state.last_error_at = now
-                if len(state.errors) > 1024:
-                    state.errors.popleft()
-            if self.max_tool_repeats is not None:
-                for tool in outcome.tool_calls:
-                    count = state.tools.get(tool, 0) + 1
-                    state.tools[tool] = count
-                    state.tools.move_to_end(tool)
-                    if len(state.tools) > _MAX_TRACKED:
-                        state.tools.popitem(last=False)
-                    if count > self.max_tool_repeats:
-                        found = Detection(
-                            "tool_repeat", self.on_detect,
-                            f"the model asked for tool {tool[0]!r} with the same arguments {count} times "
-                            f"(max_tool_repeats={self.max_tool_repeats}): tool thrash",
-                            count, self.max_tool_repeats,
-                        )
-                        state.pending = found
-                        return found
-        return None
+                if outcome.error is not None:
+                    state._errors_seen.append(id(outcome.error))
+            found = self.detectors.observe(state, call, outcome, now)
+            if found is not None and found.action != "warn":
+                state.pending = _worst(state.pending, found)
+                return None
+            return found
+
+    def retried(self, state: LoopState, error: BaseException | None, now: float) -> Detection | None:
+        """A retry loop is about to retry after ``error``: count it as a failure, once.
+
+        A failure the provider adapter already settled (the same exception, or
+        one wrapping it) is not counted again; an error of the agent's own
+        (a parse failure, ``retry_if_result``) is.
+        """
+        with state.lock:
+            if error is not None and state._seen(error):
+                return None
+        return self.observe(state, None, Outcome(False, error=error), now)
+
+    def describe(self) -> str:
+        return repr(self.detectors)
+
