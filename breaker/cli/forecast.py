@@ -136,20 +136,21 @@ def run(args: argparse.Namespace) -> int:
     columns = [
         Column("feature", "feature"),
         Column("recorded_usd", "recorded", _usd, True),
-        Column("run_rate_usd", f"run rate / {args.period}", _usd, True),
+        Column("run_rate_usd", f"run rate\nper {args.period}", _usd, True),
     ]
     for s in SCENARIOS:
-        label = f"{s.name} x{s.low:g}" + (f"-{s.high:g}" if s.high != s.low else "")
+        label = f"{s.name}\nx{s.low:g}" + (f"-{s.high:g}" if s.high != s.low else "")
         columns.append(Column(s.name, label, str, True))
         for row in rows:
             low, high = usd(round(row[f"{s.name}_low_usd"] * 1e9)), usd(round(row[f"{s.name}_high_usd"] * 1e9))
-            row[s.name] = low if low == high else f"{low} - {high}"
+            row[s.name] = low if low == high else f"{low}-{high.lstrip('$')}"
+    columns[0] = Column("feature", "feature")
     notes = [
         f"History {describe_span(history, start)}, scaled x{scale:.3g} to {format_seconds(period)}.",
         "Growth factors are planning conventions for agent usage (see breaker forecast --help).",
     ]
     if unpriced:
-        notes.append(f"{unpriced:,} unpriced calls are not in these figures.")
+        notes.append(f"Calls with no price (not in these figures): {unpriced:,}.")
     write_tables([(f"Spend forecast for the next {args.period}, per feature", columns, rows)], notes)
     return 0
 

@@ -54,18 +54,26 @@ def write_tables(
 ) -> None:
     """Rich tables, one per ``(title, columns, rows)``, then notes, sized to the terminal."""
     need_rich()
+    from rich import box
     from rich.console import Console
     from rich.table import Table
 
     console = console or Console(highlight=False)
     for title, columns, rows in tables:
-        table = Table(title=title, title_justify="left", title_style="bold", header_style="bold")
-        for c in columns:
+        cells = [[_cell(c, row.get(c.key)) for c in columns] for row in rows]
+        table = Table(title=title, title_justify="left", title_style="bold", header_style="bold",
+                      box=box.SIMPLE_HEAD, show_edge=False, collapse_padding=True)
+        for i, c in enumerate(columns):
+            widest = max((len(r[i]) for r in cells), default=1)
+            header = max(len(line) for line in c.header.splitlines() or [""])
+            # Figures are never cut or wrapped (write long headers on two lines); names fold if they must.
             table.add_column(c.header, justify="right" if c.numeric else "left", no_wrap=c.numeric,
+                             min_width=max(widest, header) if c.numeric else min(max(widest, header), 24),
                              overflow="fold")
-        for row in rows:
-            table.add_row(*(_cell(c, row.get(c.key)) for c in columns))
+        for r in cells:
+            table.add_row(*r)
         console.print(table)
+        console.print()
     for note in notes:
         console.print(note, markup=False)
 

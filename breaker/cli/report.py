@@ -142,31 +142,26 @@ def _int(v: int) -> str:
     return f"{v:,}"
 
 
-def _outcomes(v: dict[str, int]) -> str:
-    return ", ".join(f"{name} {count}" for name, count in sorted(v.items(), key=lambda kv: -kv[1])) or "-"
-
-
-def _per_outcome(v: dict[str, float]) -> str:
-    return ", ".join(f"{name} {usd(round(cost * 1e9))}" for name, cost in v.items()) or "-"
-
-
 # Table columns; token kinds nobody used are dropped from the table (not from JSON / CSV).
 TABLE_COLUMNS = (
     Column("key", "{by}"),
     Column("calls", "calls", _int, True),
-    Column("input_tokens", "input tok", _int, True),
-    Column("cache_read_tokens", "cache read", _int, True),
-    Column("cache_write_tokens", "cache write", _int, True),
-    Column("output_tokens", "output tok", _int, True),
-    Column("reasoning_tokens", "reasoning", _int, True),
-    Column("cost_nano_usd", "cost", usd, True),
-    Column("unpriced_calls", "unpriced", _int, True),
-    Column("degraded_calls", "degraded", _int, True),
+    Column("input_tokens", "input\ntokens", _int, True),
+    Column("cache_read_tokens", "cache\nread", _int, True),
+    Column("cache_write_tokens", "cache\nwrite", _int, True),
+    Column("output_tokens", "output\ntokens", _int, True),
+    Column("reasoning_tokens", "of which\nreasoning", _int, True),
+    Column("cost", "cost", str, True),
+    Column("degraded_calls", "degraded\ncalls", _int, True),
     Column("trips", "trips", _int, True),
-    Column("outcomes", "outcomes", _outcomes),
-    Column("cost_per_outcome_usd", "cost / outcome", _per_outcome),
 )
-OPTIONAL = {"cache_read_tokens", "cache_write_tokens", "reasoning_tokens", "unpriced_calls"}
+OUTCOME_COLUMNS = (
+    Column("key", "{by}"),
+    Column("outcome", "outcome"),
+    Column("count", "count", _int, True),
+    Column("cost_each", "cost each", str, True),
+)
+OPTIONAL = {"cache_read_tokens", "cache_write_tokens", "reasoning_tokens", "degraded_calls", "trips"}
 FLAT_KEYS = (
     "key", "sessions", "calls", "failed_calls", "input_tokens", "cache_read_tokens", "cache_write_tokens",
     "output_tokens", "reasoning_tokens", "cost_usd", "cost_nano_usd", "unpriced_calls", "degraded_calls", "trips",
@@ -236,12 +231,17 @@ def run(args: argparse.Namespace) -> int:
     for by, gs in groups.items():
         shown = gs[:top] if top else gs
         rows = [g.row() for g in shown]
+        for g, row in zip(shown, rows):
+            row["cost"] = "unpriced" if g.unpriced_calls == g.calls else usd(g.cost_nano)
         columns = [_header(c, by) for c in TABLE_COLUMNS
                    if c.key not in OPTIONAL or any(r[c.key] for r in rows)]
-        if by == "model":
-            columns = [c for c in columns if c.key not in ("outcomes", "cost_per_outcome_usd")]
         more = f" (dearest {len(shown)} of {len(gs)}; --top 0 shows all)" if len(shown) < len(gs) else ""
         tables.append((f"Spend by {by}{more}", columns, rows))
+        outcomes = [{"key": g.key, "outcome": name, "count": count, "cost_each": usd(-(-g.cost_nano // count))}
+                    for g in shown for name, count in sorted(g.outcomes.items(), key=lambda kv: -kv[1])]
+        if outcomes:
+            tables.append((f"Cost per outcome, by {by}",
+                           [_header(c, by) for c in OUTCOME_COLUMNS], outcomes))
     t = total.row()
     notes.append(
         f"Total {describe_span(history)}: {usd(total.cost_nano)} over {t['calls']:,} calls in "
@@ -249,8 +249,8 @@ def run(args: argparse.Namespace) -> int:
         f"{t['degraded_calls']:,} calls degraded, {len(trips)} sessions tripped."
     )
     if total.unpriced_calls:
-        notes.append(f"{total.unpriced_calls:,} calls had no price and are not in the cost "
-                     f"(see `breaker prices MODEL`).")
+        notes.append(f"Calls with no price (not in the cost): {total.unpriced_calls:,}; "
+                     f"see `breaker prices MODEL`.")
     for trip in trips[:10]:
         notes.append(f"  tripped: session {trip['session']} ({trip['reason']}) at {trip['at']}")
     if len(trips) > 10:
