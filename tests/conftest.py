@@ -36,13 +36,39 @@ from breaker.ledgers import Memory  # noqa: E402
 
 # Every ledger must pass the same contract and property tests: a factory per
 # kind. SQLite and Redis add theirs here.
-LEDGER_KINDS = ["memory"]
+LEDGER_KINDS = ["memory", "sqlite", "redis"]
+
+
+@pytest.fixture(scope="session")
+def redis_server():
+    """A real redis-server on a free loopback port for the whole test session (stopped at the end)."""
+    from tests.ledgers.redis_server import RedisServer
+
+    server = RedisServer().start()
+    yield server
+    server.close()
 
 
 @pytest.fixture(params=LEDGER_KINDS)
 def make_ledger(request, tmp_path):
     """A function returning a fresh ledger of each kind in turn."""
+    import itertools
+    import uuid
+
     kind = request.param
     if kind == "memory":
         return Memory
+    if kind == "sqlite":
+        from breaker.ledgers.sqlite import SQLite
+
+        n = itertools.count()
+        return lambda: SQLite(tmp_path / f"ledger-{next(n)}.sqlite")
+    if kind == "redis":
+        import redis
+
+        from breaker.ledgers.redis import Redis
+
+        client = redis.Redis.from_url(request.getfixturevalue("redis_server").url)
+        request.addfinalizer(client.close)
+        return lambda: Redis(client, prefix=f"t{uuid.uuid4().hex[:12]}:")
     raise AssertionError(kind)  # pragma: no cover
