@@ -67,14 +67,14 @@ class LoopState:
     ``memory(detector, factory)``. Detectors run under ``lock``.
     """
 
-    __slots__ = ("lock", "calls", "last_error_at", "pending", "_errors_seen", "_memory")
+    __slots__ = ("lock", "calls", "last_error_at", "pending", "_token", "_memory")
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.calls = 0
         self.last_error_at: float | None = None
         self.pending: Detection | None = None  # a kill/degrade seen after a call, applied at the next
-        self._errors_seen: deque[int] = deque(maxlen=8)
+        self._token = object()  # marks the exceptions this session has counted
         self._memory: dict[int, Any] = {}
 
     def memory(self, owner: object, factory: Callable[[], Any]) -> Any:
@@ -85,17 +85,27 @@ class LoopState:
             mem = self._memory[key] = factory()
         return mem
 
+    def _failed(self, error: BaseException | None, now: float) -> None:
+        self.last_error_at = now
+        if error is not None:
+            try:  # marked on the exception itself: ids get reused, and holding exceptions holds their frames
+                error.__dict__[_MARK] = self._token
+            except (AttributeError, TypeError):  # an exception without a __dict__: may be counted twice
+                pass
+
     def _seen(self, error: BaseException) -> bool:
-        """Whether ``error`` (or an exception it wraps) was already recorded as a failed call."""
-        seen = self._errors_seen
+        """Whether ``error`` (or an exception it wraps) was already recorded as a failure here."""
         e: BaseException | None = error
         for _ in range(8):  # exception chains can be cyclic; a few links are enough
             if e is None:
                 return False
-            if id(e) in seen:
+            if getattr(e, "__dict__", {}).get(_MARK) is self._token:
                 return True
             e = e.__cause__ or e.__context__
         return False
+
+
+_MARK = "_breaker_loop_failure"
 
 
 CheckFn = Callable[[LoopState, Call, float], Union[Detection, None]]
@@ -290,7 +300,9 @@ class NoBackoff(Detector):
 
     A call admitted less than ``min_backoff`` seconds after the session's last
     failure is a *hot retry*; ``max`` hot retries in a row are sent, the next
-    one is refused. A call after a real pause, or a success, resets the count.
+    one is refused. A call after a real pause, or after a success, resets the
+    count (a success clears ``last_error_at``, unless a retry library then
+    reports the step as failed: a parse error after a paid call is a failure).
     0.5 s is the OpenAI SDK's own first retry delay: anything faster is not a
     backoff. Error-retry loops without backoff are the +40% of the seed problem,
     and they outrun a per-minute error window.
@@ -319,11 +331,6 @@ class NoBackoff(Detector):
                 hot[0] + 1, self.max,
             )
         hot[0] += 1
-        return None
-
-    def observe(self, state: LoopState, call: Call | None, outcome: Outcome, now: float) -> Detection | None:
-        if outcome.ok:
-            state.memory(self, lambda: [0])[0] = 0
         return None
 
     def __repr__(self) -> str:
@@ -580,9 +587,7 @@ class LoopPolicy:
             if outcome.ok:
                 state.last_error_at = None
             else:
-                state.last_error_at = now
-                if outcome.error is not None:
-                    state._errors_seen.append(id(outcome.error))
+                state._failed(outcome.error, now)
             found = self.detectors.observe(state, call, outcome, now)
             if found is not None and found.action != "warn":
                 state.pending = _worst(state.pending, found)
@@ -592,6 +597,9 @@ class LoopPolicy:
     def retried(self, state: LoopState, error: BaseException | None, now: float) -> Detection | None:
         """A retry loop is about to retry after ``error``: count it as a failure, once.
 
+        Unlike ``observe``, every verdict is returned at once (the caller, a
+        ``before_sleep`` hook, acts on it before the retry is even attempted).
+
         A failure the provider adapter already settled (the same exception, or
         one wrapping it) is not counted again; an error of the agent's own
         (a parse failure, ``retry_if_result``) is.
@@ -599,7 +607,8 @@ class LoopPolicy:
         with state.lock:
             if error is not None and state._seen(error):
                 return None
-        return self.observe(state, None, Outcome(False, error=error), now)
+            state._failed(error, now)
+            return self.detectors.observe(state, None, Outcome(False, error=error), now)
 
     def describe(self) -> str:
         return repr(self.detectors)
