@@ -1,26 +1,205 @@
 """Provider adapters: they know request and response shapes, nothing about money.
 
-``instrument(guard)`` patches the installed SDKs, ``uninstrument(guard)``
-restores them, ``wrap(guard, client)`` instruments one client object.
+``instrument(guard)`` patches the installed SDKs' classes, ``uninstrument(guard)``
+restores the exact original attributes, ``wrap(guard, client)`` instruments
+one client object only (so two guards can live in one process).
+
+What is patched, and why each (see FACTS.md): every method that sends a
+model request on its own. ``create`` covers plain and ``stream=True`` calls
+and the SDK ``.stream()`` helpers of OpenAI (they call ``create``); OpenAI's
+``parse`` and Anthropic's ``parse`` and ``stream`` post to the HTTP layer
+themselves, so they are patched too. SDK-level HTTP retries happen inside one
+patched call: one call is one admission, never billed twice.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import importlib
+import inspect
+import threading
+from typing import TYPE_CHECKING, Any, Callable
+
+import wrapt
+
+from ..errors import ConfigError
+from . import _shapes
+from ._managers import AsyncStreamManager, StreamManager
+from ._pipeline import Adapter, run_async, run_sync
 
 if TYPE_CHECKING:
     from ..engine import Breaker
 
 __all__ = ["instrument", "uninstrument", "wrap"]
 
+# (module, class, method, adapter key, kind): kind "call" for request methods, "manager" for Anthropic stream().
+_OPENAI_CHAT = "openai.resources.chat.completions.completions"
+_OPENAI_RESP = "openai.resources.responses.responses"
+_ANTHROPIC = "anthropic.resources.messages.messages"
+_ANTHROPIC_BETA = "anthropic.resources.beta.messages.messages"
+
+TARGETS: tuple[tuple[str, str, str, str, str], ...] = (
+    *((_OPENAI_CHAT, cls, m, "chat", "call") for cls in ("Completions", "AsyncCompletions") for m in ("create", "parse")),
+    *((_OPENAI_RESP, cls, m, "responses", "call") for cls in ("Responses", "AsyncResponses") for m in ("create", "parse")),
+    *((mod, cls, m, "messages", "manager" if m == "stream" else "call")
+      for mod in (_ANTHROPIC, _ANTHROPIC_BETA) for cls in ("Messages", "AsyncMessages")
+      for m in ("create", "parse", "stream")),
+)
+
+# Client attribute paths for wrap(): (path to the resource, methods, adapter key).
+_CLIENT_RESOURCES: tuple[tuple[tuple[str, ...], tuple[str, ...], str], ...] = (
+    (("chat", "completions"), ("create", "parse"), "chat"),
+    (("responses",), ("create", "parse"), "responses"),
+    (("messages",), ("create", "parse", "stream"), "messages"),
+    (("beta", "messages"), ("create", "parse", "stream"), "messages"),
+)
+
+_lock = threading.Lock()
+_installed: dict[str, Any] = {"guard": None, "patches": []}
+_sentinels_ready = False
+
+
+def _adapters() -> dict[str, Adapter]:
+    from .anthropic import MessagesAdapter
+    from .openai import ChatAdapter, ResponsesAdapter
+
+    return {"chat": ChatAdapter(), "responses": ResponsesAdapter(), "messages": MessagesAdapter()}
+
+
+def _load_sentinels() -> None:
+    global _sentinels_ready
+    if _sentinels_ready:
+        return
+    for name in ("openai._types", "anthropic._types"):
+        try:
+            _shapes.register_sentinels(importlib.import_module(name))
+        except ImportError:
+            pass
+    _sentinels_ready = True
+
+
+class _Switch:
+    """Lets a patch that cannot be removed (someone wrapped over it) turn itself off."""
+
+    __slots__ = ("on",)
+
+    def __init__(self) -> None:
+        self.on = True
+
+
+def _make_wrapper(guard: Breaker, adapter: Adapter, kind: str, is_async: bool, switch: _Switch) -> Callable[..., Any]:
+    if kind == "manager":
+        manager = AsyncStreamManager if is_async else StreamManager
+
+        def stream_wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict) -> Any:
+            if not switch.on:
+                return wrapped(*args, **kwargs)
+            return manager(guard, adapter, wrapped, args, kwargs)
+
+        return stream_wrapper
+    if is_async:
+
+        def async_wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict) -> Any:
+            if not switch.on:
+                return wrapped(*args, **kwargs)
+            return run_async(guard, adapter, wrapped, args, kwargs)
+
+        return async_wrapper
+
+    def sync_wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict) -> Any:
+        if not switch.on:
+            return wrapped(*args, **kwargs)
+        return run_sync(guard, adapter, wrapped, args, kwargs)
+
+    return sync_wrapper
+
+
+def _is_async(cls_name: str, fn: Any) -> bool:
+    return cls_name.startswith("Async") or inspect.iscoroutinefunction(fn)
+
 
 def instrument(guard: Breaker) -> None:
-    raise NotImplementedError("SDK instrumentation arrives with the provider adapters")
+    """Patch every installed SDK method that sends a model request (idempotent)."""
+    with _lock:
+        current = _installed["guard"]
+        if current is guard:
+            return
+        if current is not None:
+            raise ConfigError(
+                "Another Breaker already instrumented the SDKs in this process. Call "
+                "other.uninstrument() first, or give the second guard its own clients with guard.wrap(client)."
+            )
+        _load_sentinels()
+        adapters = _adapters()
+        patches = []
+        switch = _Switch()
+        for module_name, cls_name, method, key, kind in TARGETS:
+            try:
+                module = importlib.import_module(module_name)
+            except ImportError:
+                continue  # that SDK (or that version's resource) is not installed
+            cls = getattr(module, cls_name, None)
+            original = cls.__dict__.get(method) if cls is not None else None
+            if original is None:
+                continue
+            wrapper = _make_wrapper(guard, adapters[key], kind, _is_async(cls_name, original), switch)
+            patched = wrapt.FunctionWrapper(original, wrapper)
+            setattr(cls, method, patched)
+            patches.append((cls, method, original, patched))
+        _installed["guard"] = guard
+        _installed["patches"] = patches
+        _installed["switch"] = switch
+        guard._instrumented = True
 
 
 def uninstrument(guard: Breaker) -> None:
-    raise NotImplementedError("SDK instrumentation arrives with the provider adapters")
+    """Restore the original SDK attributes (a no-op if ``guard`` did not instrument)."""
+    with _lock:
+        if _installed["guard"] is not guard:
+            return
+        _installed["switch"].on = False  # any copy someone still holds passes straight through
+        for cls, method, original, patched in _installed["patches"]:
+            if cls.__dict__.get(method) is patched:
+                setattr(cls, method, original)
+        _installed["guard"] = None
+        _installed["patches"] = []
+        guard._instrumented = False
 
 
 def wrap(guard: Breaker, client: Any) -> Any:
-    raise NotImplementedError("SDK instrumentation arrives with the provider adapters")
+    """Instrument one OpenAI / Anthropic client (sync or async) and return it.
+
+    Only this client's calls go through ``guard``; another guard can wrap
+    another client in the same process. Wrapping twice with the same guard is
+    a no-op.
+    """
+    _load_sentinels()
+    marks = client.__dict__.setdefault("_breaker_guards", set()) if hasattr(client, "__dict__") else None
+    if marks is None:
+        raise ConfigError(f"breaker cannot wrap {type(client).__name__}: expected an OpenAI or Anthropic client")
+    if id(guard) in marks:
+        return client
+    adapters = _adapters()
+    is_async = type(client).__name__.startswith("Async")
+    found = False
+    for path, methods, key in _CLIENT_RESOURCES:
+        resource = client
+        try:
+            for part in path:
+                resource = getattr(resource, part)
+        except AttributeError:
+            continue
+        for method in methods:
+            bound = getattr(resource, method, None)
+            if bound is None:
+                continue
+            kind = "manager" if key == "messages" and method == "stream" else "call"
+            wrapper = _make_wrapper(guard, adapters[key], kind, is_async, _Switch())
+            setattr(resource, method, wrapt.FunctionWrapper(bound, wrapper))
+            found = True
+    if not found:
+        raise ConfigError(
+            f"breaker cannot wrap {type(client).__name__}: it has none of chat.completions, responses, "
+            f"messages. Pass an openai.OpenAI / AsyncOpenAI or anthropic.Anthropic / AsyncAnthropic client."
+        )
+    marks.add(id(guard))
+    return client

@@ -1,0 +1,61 @@
+"""Small helpers the request-shape adapters share."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+__all__ = ["EFFORTS", "SENTINELS", "given", "lower_effort", "tool_names", "value"]
+
+SENTINELS: set[type] = set()
+"""The SDKs' "argument not given" types (``openai.Omit``, ``NotGiven``...), filled when patching."""
+
+
+def given(v: Any) -> bool:
+    return v is not None and v.__class__ not in SENTINELS
+
+
+def value(kwargs: Mapping[str, Any], key: str) -> Any:
+    """``kwargs[key]`` if it was given, else ``None``."""
+    v = kwargs.get(key)
+    return v if v is not None and v.__class__ not in SENTINELS else None
+
+
+def register_sentinels(module: Any) -> None:
+    for name in ("Omit", "NotGiven"):
+        cls = getattr(module, name, None)
+        if isinstance(cls, type):
+            SENTINELS.add(cls)
+
+
+EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
+
+
+def lower_effort(current: Any, wanted: str) -> str:
+    """``wanted`` unless the caller already asked for less (a degrade never raises effort)."""
+    if isinstance(current, str) and current in EFFORTS and EFFORTS.index(current) < EFFORTS.index(wanted):
+        return current
+    return wanted
+
+
+def tool_names(tools: Any) -> tuple[str, ...]:
+    """Names of the tools offered (OpenAI chat, Responses and Anthropic shapes)."""
+    if not tools:
+        return ()
+    names = []
+    for t in tools:
+        if isinstance(t, Mapping):
+            fn = t.get("function")
+            name = fn.get("name") if isinstance(fn, Mapping) else t.get("name")
+            names.append(str(name or t.get("type") or "tool"))
+        else:
+            names.append(str(getattr(t, "name", None) or type(t).__name__))
+    return tuple(names)
+
+
+def cap_value(kwargs: Mapping[str, Any], fields: tuple[str, ...]) -> tuple[str | None, int | None]:
+    """The output-cap field the request uses and its value."""
+    for f in fields:
+        v = kwargs.get(f)
+        if v is not None and v.__class__ not in SENTINELS:
+            return f, v
+    return None, None

@@ -1,0 +1,281 @@
+"""Streams: metered as events arrive, cut at the reservation, always billed.
+
+A ``GuardedStream`` is a ``wrapt.ObjectProxy`` over the SDK's stream, so
+user code (and the SDKs' own stream helpers) see the same object. Each event
+goes through the adapter's ``Meter``; the stream settles exactly once, on
+whichever comes first: the end of the stream, an error while reading,
+``close()``, ``__exit__``, or garbage collection of an abandoned stream (as
+OpenTelemetry's own OpenAI instrumentation does).
+
+**The conservative output count.** Providers report streamed usage only at
+the end (OpenAI chat only when asked), so while a stream runs the meter keeps
+two counts of what arrived:
+
+* ``deltas``: output-carrying events (text, refusal, reasoning/thinking and
+  tool-argument deltas). Every such event carries at least one token, so this
+  is a lower bound on output tokens. The stream is **cut** when it would pass
+  ``ticket.output_budget`` (the output the reservation paid for), or when the
+  provider's own cumulative count (Anthropic's ``message_delta``) does: that
+  only happens when a provider does not honour the lowered ``max_tokens``,
+  and the cut never fires on an honest answer.
+* ``text_bytes``: UTF-8 bytes of that output, an upper bound (no token is
+  shorter than a byte). A stream that ends without provider usage (abandoned,
+  closed early, broken) is **billed** ``max(deltas, min(text_bytes,
+  output_budget))`` output tokens (the provider was told to stop at the
+  budget), and the input at the request's bound unless the provider already
+  reported it (Anthropic's ``message_start``).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import wrapt
+
+from ..errors import BudgetExceeded
+from ..usage import Usage
+
+if TYPE_CHECKING:
+    from ..call import Ticket
+    from ..engine import Breaker
+
+__all__ = ["AsyncGuardedStream", "GuardedStream", "Meter", "guard_raw_stream_response"]
+
+log = logging.getLogger("breaker")
+
+
+class Meter:
+    """Reads one stream's events (subclassed per request shape).
+
+    ``feed(event)`` updates the counts and returns whether the caller should
+    see the event (``False`` hides the usage-only chunk breaker asked for).
+    """
+
+    __slots__ = ("deltas", "text_bytes", "usage", "reported_output", "input_usage", "hide_usage", "_tools")
+
+    def __init__(self, hide_usage: bool = False) -> None:
+        self.deltas = 0
+        self.text_bytes = 0
+        self.usage: Usage | None = None  # the provider's final usage, once seen
+        self.reported_output = 0  # a cumulative output count the provider sent mid-stream
+        self.input_usage: Usage | None = None  # input figures the provider sent at the start
+        self.hide_usage = hide_usage
+        self._tools: dict[Any, list[Any]] = {}
+
+    def feed(self, event: Any) -> bool:
+        raise NotImplementedError
+
+    def add_text(self, text: str | None) -> None:
+        if text:
+            self.deltas += 1
+            self.text_bytes += len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+
+    def add_tool(self, key: Any, name: str | None, arguments: str | None) -> None:
+        entry = self._tools.get(key)
+        if entry is None:
+            entry = self._tools[key] = [name or "", []]
+        elif name:
+            entry[0] = name
+        if arguments:
+            entry[1].append(arguments)
+
+    def tool_calls(self) -> tuple[tuple[str, str], ...]:
+        from ._tools import args_fingerprint
+
+        return tuple((name, args_fingerprint("".join(parts))) for name, parts in self._tools.values())
+
+    @property
+    def seen_output(self) -> int:
+        return max(self.deltas, self.reported_output)
+
+    def billed(self, ticket: Ticket) -> Usage:
+        """What to bill when the stream ended without the provider's final usage."""
+        output = max(self.deltas, self.reported_output, min(self.text_bytes, ticket.output_budget))
+        start = self.input_usage
+        if start is not None:
+            return start.replace(output_tokens=output, tool_calls=len(self._tools))
+        return Usage(input_tokens=ticket.call.input_tokens, output_tokens=output, tool_calls=len(self._tools))
+
+
+def _cut_error(ticket: Ticket, seen: int) -> BudgetExceeded:
+    session = ticket.session
+    return BudgetExceeded(
+        f"The streamed answer from {ticket.model} passed the {ticket.output_budget:,} output tokens its "
+        f"budget reservation paid for ({seen:,} arrived; the provider did not honour the lowered output cap), "
+        f"so breaker closed the stream. What arrived was billed.",
+        scope="session", key=session.id, reason="stream_cut", metric="tokens",
+        spent=float(seen), limit=float(ticket.output_budget), session=session.id, sticky=False,
+    )
+
+
+class _Guard:
+    """The bookkeeping shared by the sync and async proxies (kept off the proxy for speed)."""
+
+    __slots__ = ("guard", "ticket", "meter", "done")
+
+    def __init__(self, guard: Breaker, ticket: Ticket, meter: Meter) -> None:
+        self.guard = guard
+        self.ticket = ticket
+        self.meter = meter
+        self.done = False
+
+    def finish(self, error: BaseException | None = None) -> None:
+        if self.done:
+            return
+        self.done = True
+        meter, ticket = self.meter, self.ticket
+        ticket.streamed_output = meter.seen_output
+        usage = meter.usage
+        if usage is None:
+            usage = meter.billed(ticket)
+        report = error if isinstance(error, Exception) else None
+        try:
+            self.guard.settle(ticket, usage, tool_calls=meter.tool_calls(), error=report)
+        except Exception:  # settling must never replace the caller's own exception
+            log.exception("breaker could not settle a stream")
+            if error is None:
+                raise
+
+    def check(self) -> BudgetExceeded | None:
+        seen = self.meter.seen_output
+        self.ticket.streamed_output = seen
+        if seen > self.ticket.output_budget:
+            return _cut_error(self.ticket, seen)
+        return None
+
+
+class GuardedStream(wrapt.ObjectProxy):  # type: ignore[misc]
+    """A sync SDK stream, metered and settled exactly once."""
+
+    def __init__(self, wrapped: Any, guard: Breaker, ticket: Ticket, meter: Meter) -> None:
+        super().__init__(wrapped)
+        self._self_g = _Guard(guard, ticket, meter)
+
+    def __iter__(self) -> GuardedStream:
+        return self
+
+    def __next__(self) -> Any:
+        g = self._self_g
+        feed = g.meter.feed
+        while True:
+            try:
+                event = self.__wrapped__.__next__()
+            except StopIteration:
+                g.finish()
+                raise
+            except BaseException as exc:
+                g.finish(exc)
+                raise
+            show = feed(event)
+            cut = g.check()
+            if cut is not None:
+                try:
+                    self.__wrapped__.close()
+                finally:
+                    g.finish()
+                raise cut
+            if show:
+                return event
+
+    def close(self) -> None:
+        try:
+            self.__wrapped__.close()
+        finally:
+            self._self_g.finish()
+
+    def __enter__(self) -> GuardedStream:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        g = getattr(self, "_self_g", None)
+        if g is not None and not g.done:
+            try:
+                g.finish()
+            except Exception:  # pragma: no cover - never raise from a finalizer
+                pass
+
+
+class AsyncGuardedStream(wrapt.ObjectProxy):  # type: ignore[misc]
+    """An async SDK stream, metered and settled exactly once."""
+
+    def __init__(self, wrapped: Any, guard: Breaker, ticket: Ticket, meter: Meter) -> None:
+        super().__init__(wrapped)
+        self._self_g = _Guard(guard, ticket, meter)
+
+    def __aiter__(self) -> AsyncGuardedStream:
+        return self
+
+    async def __anext__(self) -> Any:
+        g = self._self_g
+        feed = g.meter.feed
+        while True:
+            try:
+                event = await self.__wrapped__.__anext__()
+            except StopAsyncIteration:
+                g.finish()
+                raise
+            except BaseException as exc:
+                g.finish(exc)
+                raise
+            show = feed(event)
+            cut = g.check()
+            if cut is not None:
+                try:
+                    await self.__wrapped__.close()
+                finally:
+                    g.finish()
+                raise cut
+            if show:
+                return event
+
+    async def close(self) -> None:
+        try:
+            await self.__wrapped__.close()
+        finally:
+            self._self_g.finish()
+
+    async def __aenter__(self) -> AsyncGuardedStream:
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.close()
+
+    def __del__(self) -> None:
+        g = getattr(self, "_self_g", None)
+        if g is not None and not g.done:
+            try:
+                g.finish()
+            except Exception:  # pragma: no cover
+                pass
+
+
+class _RawStreamResponse(wrapt.ObjectProxy):  # type: ignore[misc]
+    """``with_raw_response.create(stream=True)``: ``parse()`` returns the metered stream."""
+
+    def __init__(self, wrapped: Any, guard: Breaker, ticket: Ticket, meter: Meter) -> None:
+        super().__init__(wrapped)
+        self._self_args = (guard, ticket, meter)
+        self._self_stream: Any = None
+
+    def parse(self, *args: Any, **kwargs: Any) -> Any:
+        if self._self_stream is None:
+            inner = self.__wrapped__.parse(*args, **kwargs)
+            cls = AsyncGuardedStream if hasattr(inner, "__anext__") else GuardedStream
+            self._self_stream = cls(inner, *self._self_args)
+        return self._self_stream
+
+    def __del__(self) -> None:
+        if self._self_stream is None:  # never parsed: the request was still sent
+            guard, ticket, meter = self._self_args
+            try:
+                _Guard(guard, ticket, meter).finish()
+            except Exception:  # pragma: no cover
+                pass
+
+
+def guard_raw_stream_response(result: Any, guard: Breaker, ticket: Ticket, meter: Meter) -> Any:
+    return _RawStreamResponse(result, guard, ticket, meter)

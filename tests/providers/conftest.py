@@ -1,0 +1,66 @@
+"""Fixtures for provider tests: the real SDKs pointed at a real FakeLLM, a real guard."""
+
+from __future__ import annotations
+
+from decimal import ROUND_CEILING
+
+import pytest
+from genai_prices import Usage as GUsage
+from genai_prices import calc_price
+
+from breaker import Breaker, Usage
+from breaker.testing import FakeLLM
+
+OPENAI_MODEL = "gpt-4o-mini"
+ANTHROPIC_MODEL = "claude-haiku-4-5"
+
+
+@pytest.fixture
+def fake():
+    with FakeLLM() as server:
+        yield server
+
+
+@pytest.fixture
+def make_guard():
+    """Breakers that instrument the SDKs; whichever instrumented is uninstrumented at teardown."""
+    made: list[Breaker] = []
+
+    def make(**kw) -> Breaker:
+        kw.setdefault("alerts", [])
+        guard = Breaker(**kw)
+        made.append(guard)
+        return guard
+
+    yield make
+    for guard in made:
+        guard.uninstrument()
+
+
+@pytest.fixture
+def guard(make_guard):
+    return make_guard().instrument()
+
+
+def genai_nano(usage: Usage, model: str, provider: str) -> int:
+    """The genai-prices figure for one request, in nano-USD (rounded up, as breaker does)."""
+    g = GUsage(
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        cache_read_tokens=usage.cache_read_tokens,
+        cache_write_tokens=usage.cache_write_tokens,
+        cache_write_1h_tokens=usage.cache_write_1h_tokens,
+        output_reasoning_tokens=usage.reasoning_tokens,
+        web_searches=usage.web_search_calls,
+    )
+    total = calc_price(g, model, provider_id=provider).total_price
+    return int((total * 10**9).to_integral_value(ROUND_CEILING))
+
+
+def nano(usd: float) -> int:
+    return round(usd * 1_000_000_000)
+
+
+def messages(tag: str, n: int = 1) -> list[dict]:
+    """A distinct conversation per tag (so identical-call detection stays out of the way)."""
+    return [{"role": "user", "content": f"{tag} message {i}"} for i in range(n)]
