@@ -153,16 +153,13 @@ def settle_response(guard: Breaker, adapter: Adapter, ticket: Ticket, result: An
         body = result
     try:
         usage = adapter.usage(body)
-    except UsageError as exc:
-        _bill_worst_case(guard, ticket, exc)
-        raise
     except Exception as exc:
-        error = UsageError(
-            f"{adapter.name} returned usage breaker cannot read ({type(exc).__name__}: {exc}). The call was "
-            f"billed at its reserved worst case so that no spend is lost. If a proxy or an OpenAI-compatible "
-            f"server strips `usage`, have it pass usage through, or account with Breaker.record()."
+        error = exc if isinstance(exc, UsageError) and "worst case" in str(exc) else usage_error(
+            f"{adapter.name} returned usage breaker cannot read", f"{type(exc).__name__}: {exc}"
         )
         _bill_worst_case(guard, ticket, error)
+        if error is exc:
+            raise
         raise error from exc
     guard.settle(ticket, usage, tool_calls=adapter.tool_calls(body))
     return result
