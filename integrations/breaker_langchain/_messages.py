@@ -1,0 +1,190 @@
+"""LangChain shapes in, breaker shapes out: one place that knows both.
+
+The middleware and the callback handler see the same things (a chat model,
+a list of ``BaseMessage``, tools, an ``AIMessage`` with ``usage_metadata``);
+this module turns them into a ``breaker.Call`` before the request and a
+``breaker.Usage`` after it, so the two plugins cannot disagree about what a
+call cost.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Iterable, Mapping, Sequence
+
+from breaker import Call, ConfigError, Usage
+
+from ._estimate import args_fingerprint, fingerprint, input_bound
+
+__all__ = [
+    "CAP_FIELDS",
+    "NAME_FIELDS",
+    "describe",
+    "identity",
+    "message_data",
+    "tool_calls_of",
+    "usage_from_message",
+    "usage_or_bound",
+]
+
+log = logging.getLogger("breaker.langchain")
+
+NAME_FIELDS = ("model_name", "model", "model_id", "deployment_name")
+"""Chat-model fields that hold the model name, in the order integrations use them."""
+
+CAP_FIELDS = ("max_tokens", "max_completion_tokens", "max_output_tokens", "max_new_tokens")
+"""Chat-model fields (and call kwargs) that cap output tokens."""
+
+# LangSmith provider names -> the names the price table knows.
+_PROVIDERS = {
+    "google_genai": "google",
+    "google_vertexai": "google",
+    "vertexai": "google",
+    "bedrock_converse": "bedrock",
+    "azure_openai": "azure",
+    "azure": "azure",
+    "mistralai": "mistral",
+    "xai": "xai",
+}
+
+
+def identity(chat_model: Any, settings: Mapping[str, Any] | None = None, *, model: str | None = None) -> tuple[str, str | None, int | None]:
+    """``(model name, provider, output cap)`` of a chat model as it will be called.
+
+    Read from the model's LangSmith parameters, which every LangChain chat
+    integration fills in; ``model`` overrides the name (for models that do not
+    report one, or to price a deployment name as the model behind it).
+    """
+    try:
+        params = dict(chat_model._get_ls_params(**dict(settings or {})))
+    except Exception:  # a third-party model with a broken override: fall back to fields
+        params = {}
+    name = model or params.get("ls_model_name") or _field_value(chat_model, NAME_FIELDS)
+    if not name:
+        raise ConfigError(
+            f"{type(chat_model).__name__} does not say which model it calls, so its price is unknown; "
+            f"pass the model name: BreakerMiddleware(guard, model='gpt-4o')"
+        )
+    provider = params.get("ls_provider")
+    if provider:
+        provider = _PROVIDERS.get(provider, provider)
+    settings = settings or {}
+    cap = next((settings[f] for f in CAP_FIELDS if settings.get(f) is not None), None)
+    if cap is None:
+        cap = params.get("ls_max_tokens")
+    if cap is None:
+        cap = _field_value(chat_model, CAP_FIELDS)
+    return str(name), provider, int(cap) if isinstance(cap, int) and cap > 0 else None
+
+
+def _field_value(obj: Any, fields: Iterable[str]) -> Any:
+    for field in fields:
+        value = getattr(obj, field, None)
+        if value is not None and not callable(value):
+            return value
+    return None
+
+
+def message_data(message: Any) -> dict[str, Any]:
+    """A message as plain data (what is sent: type, content, tool calls), for the bound and the fingerprint."""
+    data: dict[str, Any] = {"type": getattr(message, "type", type(message).__name__), "content": getattr(message, "content", message)}
+    tool_calls = getattr(message, "tool_calls", None)
+    if tool_calls:
+        data["tool_calls"] = [{"name": c.get("name"), "args": c.get("args"), "id": c.get("id")} for c in tool_calls]
+    for attr in ("tool_call_id", "name"):
+        value = getattr(message, attr, None)
+        if value:
+            data[attr] = value
+    return data
+
+
+def _tool_data(tool: Any) -> Any:
+    if isinstance(tool, dict):
+        return tool
+    try:
+        from langchain_core.utils.function_calling import convert_to_openai_tool
+
+        return convert_to_openai_tool(tool)
+    except Exception:  # an exotic tool: its name and description still bound most of it
+        return {"name": getattr(tool, "name", str(tool)), "description": getattr(tool, "description", "")}
+
+
+def _tool_name(tool: Any) -> str:
+    if isinstance(tool, dict):
+        fn = tool.get("function")
+        return str((fn or {}).get("name") if isinstance(fn, dict) else tool.get("name", "tool"))
+    return str(getattr(tool, "name", type(tool).__name__))
+
+
+def describe(
+    model: str,
+    provider: str | None,
+    messages: Sequence[Any],
+    tools: Sequence[Any] = (),
+    *,
+    max_output_tokens: int | None = None,
+    stream: bool = False,
+) -> Call:
+    """The ``Call`` for a LangChain chat request: strict input bound, cap, content-free fingerprint."""
+    data = [message_data(m) for m in messages]
+    tool_data = [_tool_data(t) for t in tools]
+    names = tuple(_tool_name(t) for t in tools)
+    return Call(
+        model,
+        provider,
+        input_tokens=input_bound(data, tool_data),
+        max_output_tokens=max_output_tokens,
+        fingerprint=fingerprint(model, data, names),
+        tools=names,
+        stream=stream,
+        messages=len(data),
+        attrs={"framework": "langchain"},
+    )
+
+
+def usage_from_message(message: Any) -> Usage | None:
+    """``AIMessage.usage_metadata`` as a ``breaker.Usage`` (``None`` when the model reported none).
+
+    LangChain's ``input_tokens`` already includes cache reads and writes and
+    its ``output_tokens`` includes reasoning, the same convention as
+    ``breaker.Usage``; Anthropic's 1-hour cache writes arrive as
+    ``input_token_details.ephemeral_1h_input_tokens``.
+    """
+    meta = getattr(message, "usage_metadata", None)
+    if not meta:
+        return None
+    inp = meta.get("input_token_details") or {}
+    out = meta.get("output_token_details") or {}
+    tool_calls = getattr(message, "tool_calls", None) or ()
+    return Usage(
+        input_tokens=int(meta.get("input_tokens") or 0),
+        output_tokens=int(meta.get("output_tokens") or 0),
+        cache_read_tokens=int(inp.get("cache_read") or 0),
+        cache_write_tokens=int(inp.get("cache_creation") or 0),
+        cache_write_1h_tokens=int(inp.get("ephemeral_1h_input_tokens") or 0),
+        reasoning_tokens=int(out.get("reasoning") or 0),
+        tool_calls=len(tool_calls),
+    )
+
+
+def usage_or_bound(messages: Sequence[Any], call: Call) -> Usage:
+    """The usage of a response, summed over its AI messages, or a strict bound when none was reported.
+
+    A model that reports no usage is charged its input bound plus the UTF-8
+    bytes of what it answered: more than it cost, never $0.
+    """
+    found = [u for u in (usage_from_message(m) for m in messages) if u is not None]
+    if found:
+        return sum(found, Usage(requests=0))
+    log.warning("%s reported no usage_metadata; charging the call its strict bound", call.model)
+    answered = input_bound([message_data(m) for m in messages]) if messages else 0
+    return Usage(input_tokens=call.input_tokens, output_tokens=answered)
+
+
+def tool_calls_of(messages: Sequence[Any]) -> tuple[tuple[str, str], ...]:
+    """``(tool name, arguments fingerprint)`` for each tool call in the AI messages, for the loop detector."""
+    out = []
+    for message in messages:
+        for c in getattr(message, "tool_calls", None) or ():
+            out.append((str(c.get("name")), args_fingerprint(c.get("args"))))
+    return tuple(out)

@@ -1,0 +1,229 @@
+"""``BreakerMiddleware``: budgets, degradation and the kill for ``langchain.agents.create_agent``.
+
+LangChain v1 can cap how many model and tool calls an agent makes, but not
+what they cost, and LangGraph's recursion limit is effectively unbounded.
+This middleware wraps every model call of the agent: it reserves the call's
+worst-case cost before the request is sent (refusing or degrading it when a
+budget cannot pay), and settles the exact cost from ``AIMessage.usage_metadata``
+after.
+
+It keeps no per-run state on the instance: the ticket of a call lives in the
+``wrap_model_call`` frame, and the session (budgets, loop memory, sticky
+trips) is the ``guard.session(...)`` the agent runs in, carried by
+``contextvars`` — so one middleware object serves concurrent runs and
+threads without mixing them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Awaitable, Callable, Literal, Mapping
+
+from breaker import Breaker, ConfigError, Patch, Ticket, Tripped
+
+from ._messages import CAP_FIELDS, NAME_FIELDS, describe, identity, tool_calls_of, usage_or_bound
+from ._require import require
+
+require("langchain.agents.middleware", "BreakerMiddleware needs LangChain v1 (langchain>=1.0)")
+
+from langchain.agents.middleware import AgentMiddleware  # noqa: E402
+from langchain.agents.middleware.types import ExtendedModelResponse, ModelRequest, ModelResponse  # noqa: E402
+from langchain_core.messages import AIMessage  # noqa: E402
+from langgraph.types import Command  # noqa: E402
+
+__all__ = ["BreakerMiddleware", "stop_message"]
+
+
+class BreakerMiddleware(AgentMiddleware):
+    """Enforce a ``breaker.Breaker``'s budgets and loop checks on an agent's model calls.
+
+    Args:
+        guard: the engine whose budgets apply (calls are attributed to the
+            ``guard.session(...)`` the agent is invoked in).
+        exit_behavior: on a kill, ``"end"`` ends the run with an ``AIMessage``
+            that says which limit stopped it (the session stays tripped, so
+            ``session.tripped`` tells the caller); ``"error"`` raises the
+            ``breaker.Tripped``, which retry policies cannot swallow and the
+            session boundary turns into ``SessionKilled``.
+        models: chat models to degrade to, by model name
+            (``{"gpt-4o-mini": ChatOpenAI(model="gpt-4o-mini")}``). Without an
+            entry, the agent's own chat model is copied with the cheaper
+            model name, keeping its credentials, base URL and settings.
+        model: the model name to price calls with, for chat models that do
+            not report one (or report a deployment name).
+
+    Example:
+        ```python
+        agent = create_agent("openai:gpt-4o", tools, middleware=[BreakerMiddleware(guard)])
+        with guard.session("ticket-42") as s:
+            agent.invoke({"messages": [...]})
+        ```
+    """
+
+    def __init__(
+        self,
+        guard: Breaker,
+        exit_behavior: Literal["end", "error"] = "end",
+        *,
+        models: Mapping[str, Any] | None = None,
+        model: str | None = None,
+    ) -> None:
+        super().__init__()
+        if not isinstance(guard, Breaker):
+            raise ConfigError(f"BreakerMiddleware needs a breaker.Breaker, got {guard!r}")
+        if exit_behavior not in ("end", "error"):
+            raise ConfigError(f"exit_behavior={exit_behavior!r}: use 'end' (finish with a message) or 'error' (raise)")
+        self.guard = guard
+        self.exit_behavior = exit_behavior
+        self.models = dict(models or {})
+        self.model = model
+
+    # ------------------------------------------------------------------ hooks
+    def wrap_model_call(
+        self, request: ModelRequest, handler: Callable[[ModelRequest], ModelResponse]
+    ) -> ModelResponse | AIMessage | ExtendedModelResponse:
+        guard = self.guard
+        if guard.inflight() is not None:  # an outer layer already counts this call
+            return handler(request)
+        try:
+            ticket = guard.admit(self._describe(request))
+        except Tripped as trip:
+            return self._stop(trip)
+        token = guard._inflight.set(ticket)
+        try:
+            response = handler(self._patched(request, ticket))
+        except BaseException as exc:
+            guard.settle(ticket, None, error=exc)
+            raise
+        finally:
+            guard._inflight.reset(token)
+        self._settle(ticket, response)
+        return response
+
+    async def awrap_model_call(
+        self, request: ModelRequest, handler: Callable[[ModelRequest], Awaitable[ModelResponse]]
+    ) -> ModelResponse | AIMessage | ExtendedModelResponse:
+        guard = self.guard
+        if guard.inflight() is not None:
+            return await handler(request)
+        try:
+            ticket = await guard.admit_async(self._describe(request))
+        except Tripped as trip:
+            return self._stop(trip)
+        token = guard._inflight.set(ticket)
+        try:
+            response = await handler(self._patched(request, ticket))
+        except BaseException as exc:
+            guard.settle(ticket, None, error=exc)
+            raise
+        finally:
+            guard._inflight.reset(token)
+        self._settle(ticket, response)
+        return response
+
+    # ------------------------------------------------------------------ steps
+    def _describe(self, request: ModelRequest):
+        name, provider, cap = identity(request.model, request.model_settings, model=self.model)
+        messages = [request.system_message, *request.messages] if request.system_message else request.messages
+        return describe(name, provider, messages, request.tools, max_output_tokens=cap)
+
+    def _settle(self, ticket: Ticket, response: Any) -> None:
+        messages = _result_messages(response)
+        self.guard.settle(ticket, usage_or_bound(messages, ticket.call), tool_calls=tool_calls_of(messages))
+
+    def _stop(self, trip: Tripped) -> ExtendedModelResponse:
+        if self.exit_behavior == "error":
+            raise trip
+        message = stop_message(trip)
+        return ExtendedModelResponse(
+            model_response=ModelResponse(result=[message]), command=Command(update={"jump_to": "end"})
+        )
+
+    def _patched(self, request: ModelRequest, ticket: Ticket) -> ModelRequest:
+        """The request with the ticket's patch applied (or the request itself when there is none).
+
+        A patch that cannot be applied releases the reservation and raises:
+        sending the expensive model on the cheap model's reservation would
+        break the budget the reservation protects.
+        """
+        patch = ticket.patch
+        if not patch:
+            return request
+        try:
+            return _apply(request, patch, ticket, self.models)
+        except BaseException:
+            self.guard.release(ticket)
+            raise
+
+
+def stop_message(trip: Tripped) -> AIMessage:
+    """The ``AIMessage`` that ends a stopped run: says which limit stopped it, carries no prompt text."""
+    return AIMessage(
+        content=f"Stopped by agent-cost-breaker: {trip.message}",
+        name="breaker",
+        response_metadata={
+            "breaker": {
+                "reason": trip.reason, "scope": trip.scope, "key": trip.key, "metric": trip.metric,
+                "spent": trip.spent, "limit": trip.limit, "session": trip.session,
+            }
+        },
+    )
+
+
+def _result_messages(response: Any) -> list[Any]:
+    if isinstance(response, ExtendedModelResponse):
+        response = response.model_response
+    if isinstance(response, ModelResponse):
+        return [m for m in response.result if isinstance(m, AIMessage)]
+    if isinstance(response, AIMessage):
+        return [response]
+    return []
+
+
+def _apply(request: ModelRequest, patch: Patch, ticket: Ticket, models: Mapping[str, Any]) -> ModelRequest:
+    model = request.model
+    settings = dict(request.model_settings)
+    changes: dict[str, Any] = {}
+    if patch.model is not None:
+        model = _cheaper(model, ticket.call.model, patch.model, models)
+    copy: dict[str, Any] = {}
+    fields = getattr(type(model), "model_fields", {})
+    if patch.max_output_tokens is not None:
+        in_settings = [f for f in CAP_FIELDS if f in settings]
+        if in_settings:
+            settings[in_settings[0]] = patch.max_output_tokens
+        else:
+            field = next((f for f in CAP_FIELDS if f in fields), None)
+            if field is not None:
+                copy[field] = patch.max_output_tokens
+            else:
+                settings["max_tokens"] = patch.max_output_tokens
+    if patch.reasoning_effort is not None and "reasoning_effort" in fields:
+        copy["reasoning_effort"] = patch.reasoning_effort
+    if copy:
+        model = model.model_copy(update=copy)
+    if model is not request.model:
+        changes["model"] = model
+    if settings != request.model_settings:
+        changes["model_settings"] = settings
+    if patch.keep_last_messages is not None:
+        from langchain_core.messages import trim_messages
+
+        changes["messages"] = trim_messages(
+            request.messages, max_tokens=patch.keep_last_messages, token_counter=len,
+            strategy="last", start_on="human", include_system=True,
+        )
+    return request.override(**changes) if changes else request
+
+
+def _cheaper(model: Any, current: str, target: str, models: Mapping[str, Any]) -> Any:
+    """The chat model to send a degraded call to."""
+    if target in models:
+        return models[target]
+    fields = getattr(type(model), "model_fields", {})
+    for field in NAME_FIELDS:
+        if field in fields and getattr(model, field, None) == current:
+            return model.model_copy(update={field: target})
+    raise ConfigError(
+        f"Cannot switch {type(model).__name__} from {current!r} to {target!r}: pass the cheaper chat model, "
+        f"BreakerMiddleware(guard, models={{{target!r}: <chat model for {target}>}})"
+    )

@@ -1,0 +1,72 @@
+"""A scripted LangChain chat model: the fake that stands in for a provider.
+
+It counts the calls that reach it (in a list shared by its copies, since the
+middleware degrades by copying the chat model), honours ``max_tokens`` like a
+provider does, and reports usage the way LangChain integrations do.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.outputs import ChatGeneration, ChatResult
+
+
+def usage(inp: int, out: int, *, cache_read: int = 0, cache_creation: int = 0, reasoning: int = 0) -> dict:
+    meta: dict[str, Any] = {"input_tokens": inp, "output_tokens": out, "total_tokens": inp + out}
+    if cache_read or cache_creation:
+        meta["input_token_details"] = {"cache_read": cache_read, "cache_creation": cache_creation}
+    if reasoning:
+        meta["output_token_details"] = {"reasoning": reasoning}
+    return meta
+
+
+def runaway(n: int, messages: list[BaseMessage]) -> AIMessage:
+    """A model that never stops calling tools, with fresh arguments each time (no loop signal)."""
+    return AIMessage(
+        content="",
+        tool_calls=[{"name": "search", "args": {"q": f"attempt {n}"}, "id": f"call-{n}"}],
+        usage_metadata=usage(2_000, 500),
+    )
+
+
+class ScriptedChat(BaseChatModel):
+    model_name: str = "gpt-4o"
+    provider: str = "openai"
+    max_tokens: int | None = None
+    script: Callable[[int, list[BaseMessage]], AIMessage] = runaway
+    sent: list = []  # (model_name, max_tokens, message count) of each call that reached the model
+
+    def _reply(self, messages: list[BaseMessage], kwargs: dict) -> ChatResult:
+        cap = kwargs.get("max_tokens", self.max_tokens)
+        self.sent.append((self.model_name, cap, len(messages)))
+        message = self.script(len(self.sent), messages)
+        meta = message.usage_metadata
+        if cap is not None and meta and meta["output_tokens"] > cap:  # a provider stops at the cap
+            message = message.model_copy(update={"usage_metadata": {**meta, "output_tokens": cap}})
+        message = message.model_copy(update={"response_metadata": {"model_name": self.model_name, "model_provider": self.provider}})
+        return ChatResult(generations=[ChatGeneration(message=message)])
+
+    def _generate(self, messages, stop=None, run_manager=None, **kwargs: Any) -> ChatResult:
+        return self._reply(messages, kwargs)
+
+    async def _agenerate(self, messages, stop=None, run_manager=None, **kwargs: Any) -> ChatResult:
+        return self._reply(messages, kwargs)
+
+    def bind_tools(self, tools, *, tool_choice=None, **kwargs: Any):
+        return self.bind(tools=[getattr(t, "name", t) for t in tools], **kwargs)
+
+    def _get_ls_params(self, stop=None, **kwargs: Any):
+        params = super()._get_ls_params(stop=stop, **kwargs)
+        params["ls_provider"] = self.provider
+        return params
+
+    @property
+    def _llm_type(self) -> str:
+        return "scripted"
+
+
+def fake(script=runaway, *, model: str = "gpt-4o", provider: str = "openai", sent: list | None = None) -> ScriptedChat:
+    return ScriptedChat(model_name=model, provider=provider, script=script, sent=[] if sent is None else sent)
