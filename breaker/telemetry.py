@@ -282,7 +282,11 @@ class OTel:
             attrs[sc.GEN_AI_USAGE_COST_AMOUNT] = usd
             attrs[sc.GEN_AI_USAGE_COST_CURRENCY] = "USD"
         if self.budget_remaining:
-            remaining = session.remaining_usd
+            try:
+                remaining = session.remaining_usd
+            except Exception:  # a shared ledger that does not answer: the span still ends
+                log.debug("breaker telemetry could not read the remaining budget", exc_info=True)
+                remaining = None
             if remaining is not None:
                 attrs[sc.BREAKER_BUDGET_REMAINING_USD] = remaining
         attrs[sc.BREAKER_DEGRADED] = ticket.degraded

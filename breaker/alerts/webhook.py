@@ -218,6 +218,7 @@ class Webhook:
         while True:
             event = q.get()
             if event is _STOP:
+                self._drain(q)
                 return
             try:
                 self._deliver(event)
@@ -228,6 +229,21 @@ class Webhook:
                     self._pending -= 1
                     if not self._pending:
                         self._idle.notify_all()
+
+    def _drain(self, q: queue.Queue[Any]) -> None:
+        """After close: events that slipped in behind the stop marker are dropped, and counted."""
+        while True:
+            try:
+                event = q.get_nowait()
+            except queue.Empty:
+                return
+            if event is _STOP:
+                continue
+            self._drop("queue_full", "the sink is closed", event)
+            with self._idle:
+                self._pending -= 1
+                if not self._pending:
+                    self._idle.notify_all()
 
     def _deliver(self, event: Event) -> None:
         from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
