@@ -289,3 +289,25 @@ def test_sampled_out_calls_cost_no_span_but_still_count(otel):
         assert isinstance(ticket.span, float)  # just the start time: nothing records
         guard.settle(ticket, Usage(1000, 500))
     assert otel.points(sc.BREAKER_COST)[0].value > 0
+
+
+async def test_concurrent_tasks_each_get_their_own_spans_and_events(otel):
+    import asyncio
+
+    guard = Breaker(budgets=[Budget(usd=0.001, warn_at=(0.4,))], alerts=[], telemetry=otel.telemetry())
+
+    async def agent(name: str) -> None:
+        async with guard.session(name):
+            for _ in range(2):
+                ticket = await guard.admit_async(call())
+                await asyncio.sleep(0)  # interleave with the other agent while in flight
+                guard.settle(ticket, Usage(1000, 500))
+
+    await asyncio.gather(agent("a"), agent("b"))
+    spans = otel.spans()
+    assert sorted(s.attributes["breaker.session"] for s in spans) == ["a", "a", "b", "b"]
+    for s in spans:
+        for e in s.events:
+            if e.name == "breaker.threshold":
+                assert e.attributes["breaker.session"] == s.attributes["breaker.session"]
+    assert sum(e.name == "breaker.threshold" for s in spans for e in s.events) == 2
