@@ -23,7 +23,7 @@ system-deps:
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq redis-server >/dev/null; }
 
 demo: setup
-	$(BIN)/python examples/runaway_agent.py
+	$(BIN)/breaker demo
 
 test: setup system-deps
 	$(BIN)/python -m pytest -q

@@ -1,39 +1,46 @@
-"""A runaway agent tripped by its session budget (no API key, no network).
+"""A runaway agent stopped by its session budget (no API key, no network).
 
-The agent below keeps asking the model for "one more step" with a growing
-history, and catches every exception, as agent code does. The breaker stops it
-anyway: the kill is a BaseException that `except Exception` cannot swallow,
-and the session boundary turns it into an ordinary SessionKilled.
+The agent keeps asking the model for "one more step", resending a history
+that grows every time, and catches every exception, as agent code does. The
+breaker stops it anyway: the kill is a BaseException that `except Exception`
+cannot swallow, and the session boundary turns it into an ordinary
+SessionKilled. `breaker demo` is the longer, live version of this.
 """
 
 from __future__ import annotations
 
+import openai
+
 import breaker
-from breaker import Breaker, Budget, Call, Usage
+from breaker.testing import FakeLLM, Reply
 
-guard = Breaker(budgets=[Budget(usd=0.05)], alerts=[breaker.alerts.Callback(lambda e: print(f"  [{e.kind}] {e.message}"))])
-
-
-def fake_model_call(history_tokens: int) -> Usage:
-    """Stands in for a model call: the provider reports what it used."""
-    return Usage(input_tokens=history_tokens, output_tokens=400)
+NOTES = "Step notes: checked the order, the courier and the hub; nothing conclusive yet. " * 40
 
 
-def runaway_agent() -> None:
-    history = 2_000
+def show(event: breaker.Event) -> None:
+    if event.kind != "session_end":
+        print(f"  [{event.kind}] {event.message}")
+
+
+def runaway_agent(client: openai.OpenAI) -> None:
+    history = [{"role": "user", "content": "Find out why order 42 is late."}]
     for step in range(1, 1_000):
         try:
-            ticket = guard.admit(Call("gpt-4o", "openai", input_tokens=history, max_output_tokens=1024, fingerprint=step))
-            guard.settle(ticket, fake_model_call(history))
-            history += 1_500  # the history grows every step
-            print(f"step {step:3d}: ${guard.current_session().cost_usd:.4f} spent")
+            reply = client.chat.completions.create(model="gpt-4o", messages=history, max_tokens=400)
+            history += [{"role": "assistant", "content": reply.choices[0].message.content},
+                        {"role": "user", "content": f"{NOTES} Keep going (step {step})."}]
+            print(f"step {step:3d}: {reply.usage.prompt_tokens:6,} input tokens")
         except Exception as e:  # agent code swallows errors and keeps going...
             print("agent swallowed:", e)
 
 
-try:
-    with guard.session("demo-ticket-42", feature="support") as session:
-        runaway_agent()
-except breaker.SessionKilled as killed:
-    print("\nSessionKilled:", killed)
-    print(f"spent ${session.cost_usd:.4f} of $0.05 in {session.calls} calls")
+with FakeLLM(default=Reply(text="Let me look into that a bit more.")) as fake:
+    guard = breaker.Breaker(budgets=[breaker.Budget(usd=0.05)], alerts=[show])
+    client = guard.wrap(openai.OpenAI(base_url=fake.base_url, api_key="no-key-needed"))
+    try:
+        with guard.session("demo-ticket-42", feature="support") as session:
+            runaway_agent(client)
+    except breaker.SessionKilled as killed:
+        print("\nSessionKilled:", killed)
+        print(f"spent ${session.cost_usd:.4f} of $0.05 in {session.calls} calls; "
+              f"FakeLLM received {fake.count} requests (none after the kill)")

@@ -22,11 +22,14 @@ from typing import Any, Callable
 
 __all__ = ["Step", "fake_script", "run_agent"]
 
-SYSTEM = "You are a support agent for an online shop. Use the tools to answer."
+SYSTEM = (
+    "You are a support agent for an online shop. Use the tools to answer. "
+    + "Policy: be accurate, cite the order log, never promise a delivery date, escalate refunds over $100. " * 12
+).strip()
 ASK_JSON = 'Return the status of order 42 as JSON: {"status": "..."}. Nothing else.'
 ASK_LOOKUP = "Look up order 42 with the lookup_order tool and tell me where it is."
 ASK_LOG = "Read the whole delivery log of order 42, page by page, with read_log, then summarise it."
-LOG_PAGE = ("2026-11-20 08:14 parcel 42 scanned at hub; courier handover pending; retry window open. " * 60).strip()
+LOG_PAGE = ("2026-11-20 08:14 parcel 42 scanned at hub; courier handover pending; retry window open. " * 180).strip()
 
 TOOLS = [
     {"type": "function", "function": {
@@ -89,7 +92,7 @@ def run_agent(client: Any, model: str, on_step: Step, *, max_steps: int = 60, ma
             break
 
     # 2. Tool thrash, then 3. history growth: follow the model's tool calls.
-    for phase, question, limit in (("tool thrash", ASK_LOOKUP, 7), ("history growth", ASK_LOG, max_steps)):
+    for phase, question, limit in (("tool thrash", ASK_LOOKUP, 6), ("history growth", ASK_LOG, max_steps)):
         messages = base + [{"role": "user", "content": question}]
         for _ in range(limit):
             response = ask(phase, messages, tools=True)

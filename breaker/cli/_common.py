@@ -16,7 +16,7 @@ from ..budgets import parse_window
 from ..errors import ConfigError
 from ..ledgers.base import CallRecord
 
-__all__ = ["CliError", "History", "need_rich", "open_ledger", "parse_period", "parse_since", "read_history"]
+__all__ = ["CliError", "History", "add_ledger_arguments", "need_rich", "open_ledger", "parse_period", "parse_since", "read_history"]
 
 RICH_MISSING = (
     "this output needs the 'rich' package: pip install agent-cost-breaker[cli] "
@@ -77,7 +77,16 @@ def parse_period(text: str) -> int:
         raise CliError(f"--period {text!r} is not a duration; write e.g. --period 7d, --period 30d or --period 12h") from None
 
 
-def open_ledger(spec: str) -> Any:
+def add_ledger_arguments(parser: Any) -> None:
+    """``--ledger`` and ``--prefix``, the same for every command that reads a ledger."""
+    parser.add_argument("--ledger", required=True, metavar="PATH|redis://…",
+                        help="the SQLite ledger file, or a redis:// URL, your Breaker writes to")
+    parser.add_argument("--prefix", default="breaker:", metavar="P",
+                        help="the key prefix of a Redis ledger, as given to ledgers.Redis(url, prefix=...) "
+                             "(default: breaker:)")
+
+
+def open_ledger(spec: str, prefix: str = "breaker:") -> Any:
     """The ledger a ``--ledger`` argument names: a SQLite file, or a ``redis://`` URL.
 
     A missing file is an error rather than a new empty ledger: a report of a
@@ -87,7 +96,7 @@ def open_ledger(spec: str) -> Any:
 
     if spec.startswith(("redis://", "rediss://", "unix://")):
         try:
-            ledger = ledgers.Redis(spec)
+            ledger = ledgers.Redis(spec, prefix=prefix)
         except ImportError:
             raise CliError("a redis:// ledger needs the redis client: pip install agent-cost-breaker[redis]") from None
         except Exception as e:
@@ -121,11 +130,11 @@ class History:
         return self.records[0].at if self.records else self.now
 
 
-def read_history(spec: str, since_text: str | None, now: float | None = None) -> History:
+def read_history(spec: str, since_text: str | None, *, prefix: str = "breaker:", now: float | None = None) -> History:
     """Open ``spec`` and read what happened since ``since_text``; refuse an empty view."""
     now = time.time() if now is None else now
     since = parse_since(since_text, now)
-    ledger = open_ledger(spec)
+    ledger = open_ledger(spec, prefix)
     try:
         try:
             records = sorted(ledger.records(since), key=lambda r: r.at)

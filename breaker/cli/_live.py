@@ -84,6 +84,8 @@ class Display:
     def done(self, killed: BaseException | None) -> None:
         self.line("")
         if killed is not None:
+            self.line("The agent's `except Exception` never saw the kill (breaker.Tripped is a BaseException); "
+                      "the session boundary raised:")
             self.line(f"SessionKilled: {killed}", "bold red")
         else:
             self.line("The agent finished without being killed.")
@@ -130,7 +132,14 @@ class RichDisplay(Display):
         self._task = progress.add_task("starting", total=budget, spent=_money(0), limit=_money(budget))
 
     def line(self, text: str, style: str | None = None) -> None:
-        self._progress.console.print(text, style=style, markup=False, highlight=False)
+        from rich.text import Text
+
+        self._progress.console.print(Text(text, style=style or ""), highlight=False)
+
+    def done(self, killed: BaseException | None) -> None:
+        self._progress.update(self._task, description="KILLED" if killed is not None else "finished")
+        self._progress.stop()  # the report below is printed under the final bar, not redrawn with it
+        super().done(killed)
 
     def console(self) -> Any:
         return self._progress.console

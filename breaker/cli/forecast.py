@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..budgets import format_seconds
-from ._common import History, describe_span, parse_period, read_history, usd
+from ._common import History, add_ledger_arguments, describe_span, parse_period, read_history, usd
 from .render import FORMATS, Column, write_csv, write_json, write_tables
 
 __all__ = ["SCENARIOS", "Scenario", "add_parser", "forecast", "run"]
@@ -68,8 +68,7 @@ examples:
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("forecast", help=HELP, description=DESCRIPTION, epilog=EXAMPLES,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--ledger", required=True, metavar="PATH|redis://…",
-                   help="the SQLite ledger file, or a redis:// URL, your Breaker writes to")
+    add_ledger_arguments(p)
     p.add_argument("--period", default="30d", metavar="DURATION",
                    help="the period to forecast (default 30d; e.g. 7d, 12h)")
     p.add_argument("--since", metavar="WHEN",
@@ -116,7 +115,7 @@ def _row(feature: str, nano: int, calls: int, scale: float) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     period = parse_period(args.period)
-    history = read_history(args.ledger, args.since if args.since is not None else args.period)
+    history = read_history(args.ledger, args.since if args.since is not None else args.period, prefix=args.prefix)
     rows, scale, start = forecast(history, period, since_given=args.since is not None)
     unpriced = sum(1 for r in history.records if r.cost_nano is None)
     if args.format == "json":

@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from typing import Any, Iterable, Sequence
 
 from ..ledgers.base import CallRecord
-from ._common import CliError, History, Outcome, describe_span, read_history, usd
+from ._common import History, Outcome, add_ledger_arguments, describe_span, read_history, usd
 from .render import FORMATS, Column, write_csv, write_json, write_tables
 
 __all__ = ["GROUPS", "Group", "add_parser", "group_records", "run"]
@@ -171,8 +171,7 @@ FLAT_KEYS = (
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("report", help=HELP, description=DESCRIPTION, epilog=EXAMPLES,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--ledger", required=True, metavar="PATH|redis://…",
-                   help="the SQLite ledger file, or a redis:// URL, your Breaker writes to")
+    add_ledger_arguments(p)
     p.add_argument("--since", metavar="WHEN", help="only calls since then: a duration back from now (1h, 7d) "
                    "or an ISO date/time, UTC unless it says otherwise (2026-11-01, 2026-11-01T09:00)")
     p.add_argument("--by", choices=GROUPS, action="append",
@@ -194,7 +193,7 @@ def _top(text: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    history = read_history(args.ledger, args.since)
+    history = read_history(args.ledger, args.since, prefix=args.prefix)
     bys: Sequence[str] = list(dict.fromkeys(args.by or GROUPS))
     groups = {by: group_records(history.records, history.outcomes, by) for by in bys}
     top = args.top if args.top is not None else (DEFAULT_TOP if args.format == "table" else 0)

@@ -12,7 +12,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def cli(*args: str, env: dict[str, str] | None = None, block_rich: bool = False, timeout: float = 60) -> subprocess.CompletedProcess:
+def cli(*args: str, env: dict[str, str] | None = None, block_rich: bool = False, timeout: float = 180) -> subprocess.CompletedProcess:
     """Run ``python -m breaker ARGS`` and capture its output.
 
     ``block_rich`` runs it as if the ``cli`` extra were not installed (rich

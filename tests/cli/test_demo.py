@@ -1,0 +1,52 @@
+"""``breaker demo``: the runaway agent against FakeLLM, detected, degraded and killed."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from tests.cli.conftest import assert_user_error, cli
+
+
+def test_demo_shows_detection_degradation_and_the_kill_and_feeds_report(tmp_path):
+    db = str(tmp_path / "demo.db")
+    result = cli("demo", "--ledger", db)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    for phase in ("retry loop", "tool thrash", "history growth"):
+        assert phase in out
+    assert re.search(r"LOOP .*same request to gpt-4o was sent 3 times", out)
+    assert re.search(r"LOOP .*tool 'lookup_order' with the same arguments", out)
+    assert re.search(r"DEGRADE .*later calls are degraded", out)
+    assert re.search(r"KILL .*Session 'demo-ticket-42' was stopped", out)
+    assert "SessionKilled: Session 'demo-ticket-42'" in out
+    # the degraded calls really went to the cheaper model, and the report says so
+    assert re.search(r"gpt-4o-mini\s+\d+ in", out) and "Session report: demo-ticket-42" in out
+    spent = re.search(r"\$(\d\.\d{4}) of a \$0\.0500 budget", out)
+    assert spent and 0 < float(spent.group(1)) <= 0.05  # never past the budget
+    assert "Traceback" not in result.stderr
+
+    # what the demo recorded is what `breaker report` reads back
+    calls = int(re.search(r"(\d+) calls, [\d,]+ tokens", out).group(1))
+    report = cli("report", "--ledger", db, "--format", "json")
+    assert report.returncode == 0, report.stderr
+    data = json.loads(report.stdout)
+    (session,) = data["by"]["session"]
+    assert session["key"] == "demo-ticket-42" and session["calls"] == calls
+    models = {r["key"]: r for r in data["by"]["model"]}
+    assert models["gpt-4o"]["degraded_calls"] == 0 and models["gpt-4o-mini"]["degraded_calls"] == models["gpt-4o-mini"]["calls"] > 0
+    assert data["totals"]["cost_usd"] <= 0.05
+
+
+def test_demo_without_rich_prints_plain_lines():
+    result = cli("demo", block_rich=True)
+    assert result.returncode == 0, result.stderr
+    assert "SessionKilled" in result.stdout and "gpt-4o-mini" in result.stdout
+
+
+def test_live_without_a_key_is_a_clear_error():
+    assert_user_error(cli("demo", "--live"), "OPENAI_API_KEY")
+
+
+def test_unwritable_demo_ledger_is_a_clear_error(tmp_path):
+    assert_user_error(cli("demo", "--ledger", str(tmp_path / "no" / "such" / "dir.db")), "--ledger")
