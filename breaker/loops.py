@@ -160,6 +160,14 @@ def as_detector(obj: DetectorLike) -> Detector:
     raise ConfigError(f"{obj!r} is not a detector: pass a Detector or a function (state, call, now) -> Detection | None")
 
 
+def _hook(detector: Any, name: str) -> Callable[..., Detection | None] | None:
+    """``detector.<name>`` as a bound method, or ``None`` when it is missing or the base class's no-op."""
+    method = getattr(detector, name, None)
+    if method is None or getattr(type(detector), name, None) is getattr(Detector, name):
+        return None
+    return method
+
+
 def _worst(found: Detection | None, other: Detection | None) -> Detection | None:
     if other is None:
         return found
@@ -176,21 +184,24 @@ class Detectors(Detector):
         for d in detectors:
             flat.extend(d.detectors if isinstance(d, Detectors) else (as_detector(d),))
         self.detectors: tuple[Detector, ...] = tuple(flat)
+        # bound methods, skipping the base class's no-ops: this runs on every call's hot path
+        self._checks = tuple(_hook(d, "check") for d in flat if _hook(d, "check") is not None)
+        self._observes = tuple(_hook(d, "observe") for d in flat if _hook(d, "observe") is not None)
 
     def check(self, state: LoopState, call: Call, now: float) -> Detection | None:
         found = None
-        for d in self.detectors:
-            fn = getattr(d, "check", None)
-            if fn is not None:
-                found = _worst(found, fn(state, call, now))
+        for check in self._checks:
+            verdict = check(state, call, now)
+            if verdict is not None:
+                found = _worst(found, verdict)
         return found
 
     def observe(self, state: LoopState, call: Call | None, outcome: Outcome, now: float) -> Detection | None:
         found = None
-        for d in self.detectors:
-            fn = getattr(d, "observe", None)
-            if fn is not None:
-                found = _worst(found, fn(state, call, outcome, now))
+        for observe in self._observes:
+            verdict = observe(state, call, outcome, now)
+            if verdict is not None:
+                found = _worst(found, verdict)
         return found
 
     def __repr__(self) -> str:
@@ -559,6 +570,12 @@ class LoopPolicy:
             raise ConfigError("LoopPolicy(extra=...) takes a list of detectors, e.g. extra=[my_detector]")
         parts.extend(self.extra)
         object.__setattr__(self, "detectors", Detectors(*parts))
+
+    @classmethod
+    def only(cls, *detectors: DetectorLike) -> LoopPolicy:
+        """A policy running just ``detectors`` (every default off): replace the defaults wholesale."""
+        return cls(max_identical=None, max_errors=None, max_tool_repeats=None, max_calls=None,
+                   max_hot_retries=None, context_limit=None, spike_factor=None, extra=detectors)
 
     def new_state(self) -> LoopState:
         """A fresh per-session memory."""

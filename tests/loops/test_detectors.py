@@ -276,6 +276,19 @@ def test_most_severe_verdict_wins_and_detectors_compose_with_or():
     assert info.value.reason == "loop:max_calls"
 
 
+def test_only_replaces_the_defaults():
+    policy = LoopPolicy.only(StepCap(2, action="warn"), IdenticalRequests(max=1))
+    assert [type(d) for d in policy.detectors.detectors] == [StepCap, IdenticalRequests]
+    guard = Breaker(loops=policy, alerts=[], clock=Clock())
+    with guard.session("s") as s:
+        for _ in range(3):
+            ok(guard)  # the 3rd passes the step cap: a warning only
+        with pytest.raises(LoopDetected):
+            for _ in range(2):
+                ok(guard, call("same"))
+        assert s.calls == 4
+
+
 def test_defaults_match_the_design():
     policy = LoopPolicy()
     kinds = {type(d): d for d in policy.detectors.detectors}
