@@ -14,14 +14,14 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from breaker import Call, ConfigError, Usage
 
-from ._estimate import args_fingerprint, fingerprint, input_bound
+from breaker.estimate import estimate, measure
+from breaker.providers._tools import args_fingerprint
 
 __all__ = [
     "CAP_FIELDS",
     "NAME_FIELDS",
     "describe",
     "identity",
-    "message_data",
     "tool_calls_of",
     "usage_from_message",
     "usage_or_bound",
@@ -85,28 +85,26 @@ def _field_value(obj: Any, fields: Iterable[str]) -> Any:
     return None
 
 
-def message_data(message: Any) -> dict[str, Any]:
-    """A message as plain data (what is sent: type, content, tool calls), for the bound and the fingerprint."""
-    data: dict[str, Any] = {"type": getattr(message, "type", type(message).__name__), "content": getattr(message, "content", message)}
-    tool_calls = getattr(message, "tool_calls", None)
-    if tool_calls:
-        data["tool_calls"] = [{"name": c.get("name"), "args": c.get("args"), "id": c.get("id")} for c in tool_calls]
-    for attr in ("tool_call_id", "name"):
-        value = getattr(message, attr, None)
-        if value:
-            data[attr] = value
-    return data
+_TOOLS: dict[int, tuple[Any, Any]] = {}
 
 
 def _tool_data(tool: Any) -> Any:
+    """A tool as the provider receives it (its JSON schema), converted once per tool object."""
     if isinstance(tool, dict):
         return tool
+    hit = _TOOLS.get(id(tool))
+    if hit is not None and hit[0] is tool:
+        return hit[1]
     try:
         from langchain_core.utils.function_calling import convert_to_openai_tool
 
-        return convert_to_openai_tool(tool)
+        data = convert_to_openai_tool(tool)
     except Exception:  # an exotic tool: its name and description still bound most of it
-        return {"name": getattr(tool, "name", str(tool)), "description": getattr(tool, "description", "")}
+        data = {"name": getattr(tool, "name", str(tool)), "description": getattr(tool, "description", "")}
+    if len(_TOOLS) > 1024:
+        _TOOLS.clear()
+    _TOOLS[id(tool)] = (tool, data)
+    return data
 
 
 def _tool_name(tool: Any) -> str:
@@ -125,19 +123,21 @@ def describe(
     max_output_tokens: int | None = None,
     stream: bool = False,
 ) -> Call:
-    """The ``Call`` for a LangChain chat request: strict input bound, cap, content-free fingerprint."""
-    data = [message_data(m) for m in messages]
-    tool_data = [_tool_data(t) for t in tools]
-    names = tuple(_tool_name(t) for t in tools)
+    """The ``Call`` for a LangChain chat request: strict input bound, cap, content-free fingerprint.
+
+    The messages go to ``breaker.estimate`` as they are (it measures each
+    message object once, so a growing agent history costs O(1) a step).
+    """
+    bound, fp, count = estimate(model, list(messages), tools=[_tool_data(t) for t in tools] or None)
     return Call(
         model,
         provider,
-        input_tokens=input_bound(data, tool_data),
+        input_tokens=bound,
         max_output_tokens=max_output_tokens,
-        fingerprint=fingerprint(model, data, names),
-        tools=names,
+        fingerprint=fp,
+        tools=tuple(_tool_name(t) for t in tools),
         stream=stream,
-        messages=len(data),
+        messages=count,
         attrs={"framework": "langchain"},
     )
 
@@ -177,8 +177,8 @@ def usage_or_bound(messages: Sequence[Any], call: Call) -> Usage:
     if found:
         return sum(found, Usage(requests=0))
     log.warning("%s reported no usage_metadata; charging the call its strict bound", call.model)
-    answered = input_bound([message_data(m) for m in messages]) if messages else 0
-    return Usage(input_tokens=call.input_tokens, output_tokens=answered)
+    text_bytes, fixed, _ = measure([[m.content, m.tool_calls] for m in messages])
+    return Usage(input_tokens=call.input_tokens, output_tokens=text_bytes + fixed)
 
 
 def tool_calls_of(messages: Sequence[Any]) -> tuple[tuple[str, str], ...]:
