@@ -370,8 +370,10 @@ class Redis:
             return script(keys=keys, args=args)
         except self._errs as e:
             raise LedgerUnavailable(
-                f"The Redis ledger at {self.store_id.split('#')[0]} could not {what}: {e}. Check that the "
-                f"server is running and reachable from this host."
+                f"The Redis ledger at {self.store_id.split('#')[0]} could not {what}: {str(e).rstrip('.')}. "
+                f"Check that the server is running and reachable from this host.",
+                # redis-py words a failure to connect (nothing was sent) as "... connecting to ..."
+                maybe_applied="connecting to" not in str(e),
             ) from e
 
     def _keys(self, counters: Iterable[Counter]) -> list[str]:

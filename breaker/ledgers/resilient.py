@@ -53,7 +53,16 @@ log = logging.getLogger("breaker")
 
 
 class LedgerUnavailable(LedgerError):
-    """The store could not be reached or written; the message says what to check."""
+    """The store could not be reached or written; the message says what to check.
+
+    ``maybe_applied`` is False when the store certainly did not apply the
+    write (no connection, a rolled-back transaction); True when the answer was
+    lost and the write may have landed.
+    """
+
+    def __init__(self, message: str, *, maybe_applied: bool = True) -> None:
+        super().__init__(message)
+        self.maybe_applied = maybe_applied
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,7 +218,8 @@ class Resilient:
             what = ("calls are refused until it answers again (on_ledger_error='closed')" if self.mode == "closed"
                     else "calls are allowed, each process enforcing budgets on its own spend since the outage "
                          "(on_ledger_error='open')")
-            message = (f"The budget store {getattr(self.inner, 'store_id', self.inner)!r} is unreachable: {error}. "
+            message = (f"The budget store {getattr(self.inner, 'store_id', self.inner)!r} is unreachable: "
+                       f"{str(error).rstrip('.')}. "
                        f"{what.capitalize()}; settlements are journaled in {str(self.journal.path)!r} and "
                        f"replayed exactly once when it returns.")
             log.warning(message)
@@ -302,8 +312,8 @@ class Resilient:
             try:
                 grant = self.inner.reserve(ask, now, hold_id=hold_id)
             except LedgerUnavailable as e:
-                # The reservation may have landed with its answer lost: give it back by id, once.
-                self._journal_settle("rel:" + hold_id, Hold(hold_id, None), ask.counters, (0, 0, 0), now, None)
+                if e.maybe_applied:  # it may have landed with its answer lost: give it back by id, once
+                    self._journal_settle("rel:" + hold_id, Hold(hold_id, None), ask.counters, (0, 0, 0), now, None)
                 self._failed(e)
             else:
                 self._recovered()

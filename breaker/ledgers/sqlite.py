@@ -123,7 +123,8 @@ class SQLite:
             raise LedgerUnavailable(
                 f"The SQLite ledger {self.path!r} could not {what}: {e}. Check that the file's directory is "
                 f"writable and not full, and that no process holds its write lock for longer than "
-                f"busy_timeout={self.busy_timeout:g}s."
+                f"busy_timeout={self.busy_timeout:g}s.",
+                maybe_applied=False,  # a failed transaction is rolled back whole
             ) from e
 
     @contextmanager

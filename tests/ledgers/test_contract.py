@@ -82,7 +82,7 @@ def run(ledger, program):
     return out
 
 
-@settings(max_examples=40)
+@settings(max_examples=30)
 @given(program=st.lists(ops, min_size=1, max_size=25))
 def test_same_answers_as_memory(make_ledger, program):
     ledger = make_ledger()

@@ -37,7 +37,7 @@ def lua(redis_server):
     ledger.close()
 
 
-@settings(max_examples=400)
+@settings(max_examples=150)
 @given(case=cases())
 def test_lua_decide_equals_python_decide(lua, case):
     ask, state = case
