@@ -25,7 +25,7 @@ from typing import Any, Iterable, Mapping, Sequence
 from .budgets import CALLS, METRICS, TOKENS, USD, Budget, format_amount, format_seconds, parse_window
 from .call import Call, Outcome, Patch, Ticket
 from .degrade import Degrade
-from .errors import BudgetExceeded, ConfigError, LoopDetected, Tripped, UnknownPrice
+from .errors import BudgetExceeded, ConfigError, LedgerError, LoopDetected, Tripped, UnknownPrice
 from .events import Event
 from .ledgers.base import Ask, CallRecord, Counter, Ledger, Limit
 from .ledgers.memory import Memory
@@ -195,7 +195,11 @@ class Breaker:
         self.loops = loops
         self.degrade = degrade
         self.alerts = alerts
-        self.ledger = ledger
+        # [issue 6] a shared ledger (SQLite, Redis) survives outages: journal + once-per-outage event
+        from .ledgers.resilient import resilient
+
+        self.ledger = resilient(ledger, mode=on_ledger_error, on_event=self._emit)
+        # [/issue 6]
         self.unknown_price = unknown_price
         self.on_ledger_error = on_ledger_error
         self.min_output_tokens = min_output_tokens
@@ -464,7 +468,12 @@ class Breaker:
             per_unit = (per_usd, 1, 0)
             ask = Ask(plan.counters, plan.hard, fixed, per_unit, units_max,
                       min(self.min_output_tokens, units_max), patient=not final)
-            grant = self.ledger.reserve(ask, now)
+            try:
+                grant = self.ledger.reserve(ask, now)
+            except LedgerError as e:  # [issue 6] the store is down, on_ledger_error="closed": refuse, don't trip
+                raise BudgetExceeded(
+                    str(e), scope="ledger", key=None, reason="ledger_unavailable", session=session.id, sticky=False,
+                ) from e
             status = grant.status
             if status == "ok":
                 if plan.degrading:
