@@ -98,20 +98,19 @@ class Display:
                   f"of a {_money(budget)} budget; {sum(g.degraded_calls for g in by_model)} calls degraded")
         if killed is not None:
             self.line(f"  stopped by: {killed.reason}; every later call in the session is refused before it is sent")
-        rows = [g.row() for g in by_model]
+        from .report import table_columns, table_row
+
+        rows = [table_row(g) for g in by_model]
         try:
             need_rich()
         except CliError:
             for r in rows:
                 self.line(f"  {r['key']:<14} {r['calls']:>3} calls {r['input_tokens']:>8,} in "
-                          f"{r['output_tokens']:>6,} out  {usd(r['cost_nano_usd'])}  {r['degraded_calls']} degraded")
+                          f"{r['output_tokens']:>6,} out  {r['cost']}  {r['degraded_calls']} degraded")
         else:
             from .render import write_tables
-            from .report import TABLE_COLUMNS
 
-            keep = ("key", "calls", "input_tokens", "output_tokens", "cost_nano_usd", "degraded_calls")
-            columns = [c for c in TABLE_COLUMNS if c.key in keep]
-            columns[0] = type(columns[0])("key", "model")
+            columns = table_columns("model", ("key", "calls", "input_tokens", "output_tokens", "cost", "degraded_calls"))
             write_tables([("Spend by model", columns, rows)], console=self.console())
         self.line(f"  ran in {elapsed:.1f}s")
 

@@ -18,7 +18,7 @@ from ..ledgers.base import CallRecord
 from ._common import History, Outcome, add_ledger_arguments, describe_span, read_history, usd
 from .render import FORMATS, Column, write_csv, write_json, write_tables
 
-__all__ = ["GROUPS", "Group", "add_parser", "group_records", "run"]
+__all__ = ["GROUPS", "Group", "add_parser", "group_records", "run", "table_columns", "table_row"]
 
 GROUPS = ("session", "feature", "user", "model")
 NONE = "(none)"  # feature / user not set on the session
@@ -229,11 +229,8 @@ def run(args: argparse.Namespace) -> int:
     tables, notes = [], []
     for by, gs in groups.items():
         shown = gs[:top] if top else gs
-        rows = [g.row() for g in shown]
-        for g, row in zip(shown, rows):
-            row["cost"] = "unpriced" if g.unpriced_calls == g.calls else usd(g.cost_nano)
-        columns = [_header(c, by) for c in TABLE_COLUMNS
-                   if c.key not in OPTIONAL or any(r[c.key] for r in rows)]
+        rows = [table_row(g) for g in shown]
+        columns = [c for c in table_columns(by) if c.key not in OPTIONAL or any(r[c.key] for r in rows)]
         more = f" (dearest {len(shown)} of {len(gs)}; --top 0 shows all)" if len(shown) < len(gs) else ""
         tables.append((f"Spend by {by}{more}", columns, rows))
         outcomes = [{"key": g.key, "outcome": name, "count": count, "cost_each": usd(-(-g.cost_nano // count))}
@@ -256,6 +253,18 @@ def run(args: argparse.Namespace) -> int:
         notes.append(f"  … and {len(trips) - 10} more (--format json lists them all)")
     write_tables(tables, notes)
     return 0
+
+
+def table_row(group: Group) -> dict[str, Any]:
+    """A group's row as the tables show it (cost written out, "unpriced" when nothing was priced)."""
+    row = group.row()
+    row["cost"] = "unpriced" if group.unpriced_calls == group.calls else usd(group.cost_nano)
+    return row
+
+
+def table_columns(by: str, keys: Sequence[str] | None = None) -> list[Column]:
+    """The spend-table columns, headed for ``by`` (all of them, or only ``keys``)."""
+    return [_header(c, by) for c in TABLE_COLUMNS if keys is None or c.key in keys]
 
 
 def _header(column: Column, by: str) -> Column:
