@@ -16,7 +16,10 @@ from ..budgets import parse_window
 from ..errors import ConfigError
 from ..ledgers.base import CallRecord
 
-__all__ = ["CliError", "History", "add_ledger_arguments", "need_rich", "open_ledger", "parse_period", "parse_since", "read_history"]
+__all__ = [
+    "CliError", "History", "add_ledger_arguments", "describe_span", "need_rich", "open_ledger", "parse_period",
+    "parse_since", "read_history", "usd",
+]
 
 RICH_MISSING = (
     "this output needs the 'rich' package: pip install agent-cost-breaker[cli] "

@@ -16,7 +16,7 @@ from typing import Any
 from ..errors import ConfigError
 from ..pricing import Price, PriceBook
 from ._common import CliError
-from .render import Column, write_csv, write_json, write_tables
+from .render import Column, write_json, write_tables
 
 __all__ = ["add_parser", "describe_price", "run"]
 

@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from typing import Any, Iterable, Sequence
 
 from ..ledgers.base import CallRecord
-from ._common import History, Outcome, add_ledger_arguments, describe_span, read_history, usd
+from ._common import Outcome, add_ledger_arguments, describe_span, read_history, usd
 from .render import FORMATS, Column, write_csv, write_json, write_tables
 
 __all__ = ["GROUPS", "Group", "add_parser", "group_records", "run", "table_columns", "table_row"]
