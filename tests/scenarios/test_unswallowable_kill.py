@@ -49,9 +49,13 @@ async def test_async_subagents_in_gather_cannot_swallow_it_either(fake):
             except Exception as e:  # noqa: BLE001
                 swallowed.append(e)
 
+    tasks = []
     with pytest.raises(SessionKilled) as info:
         async with guard.session("team") as s:
-            await asyncio.gather(subagent("a"), subagent("b"), subagent("c"))
+            tasks = [asyncio.ensure_future(subagent(name)) for name in "abc"]
+            await asyncio.gather(*tasks)
+    await asyncio.wait(tasks)  # gather does not cancel the others: they end on their own, refused
     assert info.value.reason == "loop:identical"
+    assert all(isinstance(t.exception(), Tripped) for t in tasks)  # every subagent was stopped
     assert swallowed == []
     assert fake.count == s.calls == 3  # identical requests across the session's subagents
