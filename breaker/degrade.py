@@ -3,7 +3,10 @@
 The engine decides *when* (a budget past ``degrade_at``, a budget that
 cannot pay for the full call with ``on_exceed="degrade"``, or a loop detector
 whose action is ``degrade``); this object says *what*; the provider adapter
-applies it to the request shape it knows.
+applies it to the request shape it knows, with the two pure helpers below for
+the rungs that depend on that shape: ``trim_messages`` (a shorter history
+that still pairs every tool call with its result) and ``thinking_budget_for``
+(Anthropic's thinking budget under a reasoning effort).
 """
 
 from __future__ import annotations
@@ -27,9 +30,10 @@ class Degrade:
         model_map: model to switch to, by requested model (``{"gpt-5": "gpt-5-mini"}``).
         max_output_tokens: cap output at this many tokens.
         reasoning_effort: OpenAI ``reasoning_effort`` / ``reasoning.effort``; for
-            Anthropic, the extended-thinking budget is scaled down to match.
+            Anthropic, the extended-thinking budget is scaled down to match
+            (``thinking_budget_for``).
         keep_last_messages: keep system messages and the last N messages, never
-            separating a tool call from its result.
+            separating a tool call from its result (``trim_messages``).
         hook: ``hook(request_kwargs) -> request_kwargs`` for anything else.
     """
 
@@ -138,6 +142,8 @@ def trim_messages(messages: Sequence[Any], keep_last: int, *, style: str) -> lis
         raise ValueError(f"trim_messages(style={style!r}): use one of {_STYLES}")
     if type(keep_last) is not int or keep_last < 1:
         raise ValueError(f"trim_messages(keep_last={keep_last!r}) must be a whole number of at least 1")
+    if isinstance(messages, (str, bytes)):
+        raise TypeError("trim_messages needs a list of messages; a plain-text input has no history to trim")
     items = list(messages)
     rest = [i for i, m in enumerate(items) if not _pinned(m)]
     if len(rest) <= keep_last:

@@ -171,6 +171,8 @@ def test_bad_arguments_say_what_to_use():
         trim_messages([], 2, style="gemini")
     with pytest.raises(ValueError, match="at least 1"):
         trim_messages([], 0, style="openai")
+    with pytest.raises(TypeError, match="list of messages"):
+        trim_messages("a Responses input given as plain text", 2, style="openai-responses")
 
 
 # ----------------------------------------------------------------- thinking budget
