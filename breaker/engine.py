@@ -413,7 +413,7 @@ class Breaker:
         state = session._state
         if state.tripped is not None:
             raise _again(state.tripped)
-        for parent in session.chain[1:]:
+        for parent in session.ancestors:
             if parent._state.tripped is not None:
                 raise _again(parent._state.tripped)
         if self.loops is None:

@@ -109,6 +109,16 @@ class Price:
     bands: tuple[tuple[int, tuple[int, ...]], ...]
     den: int
     rates: tuple[tuple[int, Mapping[str, Decimal]], ...]
+    # Per band: (threshold, dearest input rate, dearest output rate, request fee), precomputed
+    # because worst_case runs on every admission.
+    worst: tuple[tuple[int, int, int, int], ...] = ()
+
+    def __post_init__(self) -> None:
+        worst = tuple(
+            (threshold, c[_IN] + max(0, c[_CR], c[_CW], c[_CW] + c[_CW1H]), c[_OUT] + max(0, c[_RSN]), c[_REQ])
+            for threshold, c in self.bands
+        )
+        object.__setattr__(self, "worst", worst)
 
     def _coefficients(self, input_tokens: int) -> tuple[int, ...]:
         bands = self.bands
@@ -122,7 +132,8 @@ class Price:
 
     def cost(self, usage: Usage) -> int:
         """Exact cost of one request's usage in nano-USD, rounded up."""
-        c = self._coefficients(usage.input_tokens)
+        bands = self.bands
+        c = bands[0][1] if len(bands) == 1 else self._coefficients(usage.input_tokens)
         total = (
             usage.input_tokens * c[0]
             + usage.output_tokens * c[1]
@@ -144,13 +155,14 @@ class Price:
         rate, rounded up. Every band the input could land in is considered, so
         the bound holds whatever the real input count is, up to ``input_tokens``.
         """
-        worst_in = worst_out = fee = 0
-        for threshold, c in self.bands:
-            if threshold >= input_tokens and threshold != -1:
-                continue
-            worst_in = max(worst_in, c[_IN] + max(0, c[_CR], c[_CW], c[_CW] + c[_CW1H]))
-            worst_out = max(worst_out, c[_OUT] + max(0, c[_RSN]))
-            fee = max(fee, c[_REQ])
+        worst = self.worst
+        if len(worst) == 1:
+            _, worst_in, worst_out, fee = worst[0]
+        else:
+            reachable = [w for w in worst if w[0] == -1 or w[0] < input_tokens]
+            worst_in = max(w[1] for w in reachable)
+            worst_out = max(w[2] for w in reachable)
+            fee = max(w[3] for w in reachable)
         den = self.den
         return -(-(input_tokens * worst_in + fee) // den), -(-worst_out // den)
 
@@ -237,6 +249,12 @@ class _Entry:
         self.price: Price | None = None
         self.valid_until = -math.inf
 
+    def constant(self) -> bool:
+        """Whether this model has one price for all time (no dated or time-of-day prices)."""
+        from genai_prices.types import ModelPrice
+
+        return isinstance(self.info.prices, ModelPrice)
+
     def current(self, now: float) -> Price:
         if now < self.valid_until and self.price is not None:
             return self.price
@@ -303,6 +321,8 @@ class PriceBook:
         key = (model, provider)
         try:
             entry = self._cache[key]
+            if type(entry) is Price:  # the common case: a price that never changes
+                return entry
         except KeyError:
             if len(self._cache) > 4096:
                 self._cache.clear()
@@ -324,7 +344,10 @@ class PriceBook:
                     found_provider, info = snapshot.find_provider_model(ref, None, provider_id, None)
                 except LookupError:
                     continue
-                return _Entry(info, found_provider)
+                entry = _Entry(info, found_provider)
+                if entry.constant():
+                    return entry.current(time.time())
+                return entry
         return None
 
 

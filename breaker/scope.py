@@ -52,7 +52,7 @@ class Session:
     shared ledger they include other processes' calls in the same session).
     """
 
-    __slots__ = ("id", "feature", "user", "tags", "parent", "_guard", "_state", "_plan", "__weakref__")
+    __slots__ = ("id", "feature", "user", "tags", "parent", "ancestors", "_guard", "_state", "_plan", "__weakref__")
 
     def __init__(
         self,
@@ -70,6 +70,7 @@ class Session:
         self.user = user
         self.tags = tags
         self.parent = parent
+        self.ancestors: tuple[Session, ...] = (parent, *parent.ancestors) if parent is not None else ()
         self._guard = guard
         self._state = state
         self._plan: _Plan | None = None
@@ -80,11 +81,7 @@ class Session:
     @property
     def chain(self) -> list[Session]:
         """This session and its parents, innermost first."""
-        out, s = [], self
-        while s is not None:
-            out.append(s)
-            s = s.parent
-        return out
+        return [self, *self.ancestors]
 
     @property
     def cost_usd(self) -> float:
@@ -196,5 +193,5 @@ def _owns(session: Session, trip: Tripped) -> bool:
     through, so that nested agents cannot catch it and go on.
     """
     if trip.scope == "session":
-        return trip.key == session.id or not any(s.id == trip.key for s in session.chain[1:])
+        return trip.key == session.id or not any(s.id == trip.key for s in session.ancestors)
     return session.parent is None

@@ -10,7 +10,7 @@ never reset. For totals that outlive the process, use ``SQLite`` or ``Redis``.
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict, deque
+from collections import deque
 from datetime import timedelta
 from typing import Any, Iterable
 
@@ -71,11 +71,15 @@ class Memory:
     def __init__(self, *, idle_ttl: str | timedelta | int = "24h", keep_records: int = 0) -> None:
         self.idle_ttl = parse_window(idle_ttl, what="Memory(idle_ttl)")
         self._lock = threading.Lock()
-        self._ctrs: OrderedDict[tuple[str, int], _Ctr] = OrderedDict()
+        self._ctrs: dict[tuple[str, int], _Ctr] = {}
+        # A session's plan hands over the same counters tuple on every call:
+        # resolve it to counter objects once (until the next sweep).
+        self._resolved: dict[int, tuple[tuple[Counter, ...], list[_Ctr]]] = {}
         self._records: deque[CallRecord] = deque(maxlen=keep_records or None)
         self.wants_records = keep_records > 0
         self._outcomes: deque[tuple[float, str, str | None, str | None, str]] = deque(maxlen=100_000)
-        self._ops = 0
+        self._sweep_every = max(1.0, min(self.idle_ttl / 4, 60.0))
+        self._next_sweep = 0.0
 
     def __len__(self) -> int:
         """How many counters are held (for memory checks)."""
@@ -83,23 +87,32 @@ class Memory:
 
     def _get(self, counter: Counter, now: float) -> _Ctr:
         key = (counter.key, counter.window)
-        ctrs = self._ctrs
-        ctr = ctrs.get(key)
+        ctr = self._ctrs.get(key)
         if ctr is None:
-            ctr = ctrs[key] = _Ctr(counter.window, now)
-        else:
-            ctrs.move_to_end(key)
-            if ctr.buckets:
-                ctr.expire(now)
+            ctr = self._ctrs[key] = _Ctr(counter.window, now)
+        elif ctr.buckets:
+            ctr.expire(now)
         ctr.touched = now
         return ctr
 
+    def _resolve(self, counters: tuple[Counter, ...], now: float) -> list[_Ctr]:
+        if now >= self._next_sweep:
+            self._sweep(now)
+        hit = self._resolved.get(id(counters))
+        if hit is not None and hit[0] is counters:
+            ctrs = hit[1]
+            for ctr in ctrs:
+                if ctr.buckets:
+                    ctr.expire(now)
+                ctr.touched = now
+            return ctrs
+        ctrs = [self._get(c, now) for c in counters]
+        self._resolved[id(counters)] = (counters, ctrs)
+        return ctrs
+
     def reserve(self, ask: Ask, now: float) -> Grant:
         with self._lock:
-            self._ops += 1
-            if self._ops & 1023 == 0:
-                self._sweep(now)
-            ctrs = [self._get(c, now) for c in ask.counters]
+            ctrs = self._resolve(ask.counters, now)
             state = []
             for lim in ask.limits:
                 ctr = ctrs[lim.counter]
@@ -136,7 +149,7 @@ class Memory:
     ) -> tuple[int, ...]:
         with self._lock:
             if handle is None:
-                ctrs = [self._get(c, now) for c in counters]
+                ctrs = self._resolve(counters, now)
             else:
                 ctrs, amount = handle
                 for ctr in ctrs:
@@ -145,11 +158,17 @@ class Memory:
                     r[1] -= amount[1]
                     r[2] -= amount[2]
             for ctr in ctrs:
-                ctr.add(actual, now)
+                if ctr.buckets is None:
+                    settled = ctr.settled
+                    settled[0] += actual[0]
+                    settled[1] += actual[1]
+                    settled[2] += actual[2]
+                else:
+                    ctr.add(actual, now)
                 ctr.touched = now
             if record is not None:
                 self._records.append(record)
-            return tuple(ctrs[lim.counter].settled[lim.metric] for lim in limits)
+            return tuple([ctrs[lim.counter].settled[lim.metric] for lim in limits])
 
     def trip(self, counter: Counter, metric: int, needed: int, now: float) -> None:
         with self._lock:
@@ -183,23 +202,20 @@ class Memory:
             return [r for r in self._records if since is None or r.at >= since]
 
     def sweep(self, now: float) -> None:
-        """Forget idle counters now (also done every 1024 reservations)."""
+        """Forget idle counters now (also done every ``idle_ttl / 4``, at most every minute)."""
         with self._lock:
             self._sweep(now)
 
     def _sweep(self, now: float) -> None:
+        self._next_sweep = now + self._sweep_every
         horizon = now - self.idle_ttl
-        ctrs = self._ctrs
-        kept = []
-        while ctrs:
-            key, ctr = next(iter(ctrs.items()))
-            if ctr.touched > horizon:
-                break
-            del ctrs[key]
-            if any(ctr.reserved) or key[0] == "global":
-                kept.append((key, ctr))
-        for key, ctr in kept:  # still in use: back to the young end
-            ctrs[key] = ctr
+        idle = [
+            key for key, ctr in self._ctrs.items()
+            if ctr.touched <= horizon and key[0] != "global" and not any(ctr.reserved)
+        ]
+        for key in idle:
+            del self._ctrs[key]
+        self._resolved.clear()
 
     def close(self) -> None:
         pass
