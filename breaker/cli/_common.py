@@ -112,10 +112,35 @@ def open_ledger(spec: str, prefix: str = "breaker:") -> Any:
         )
     if os.path.isdir(spec):
         raise CliError(f"{spec!r} is a directory; pass the SQLite ledger file inside it")
+    _check_sqlite_ledger(spec)
     try:
         return ledgers.SQLite(spec)
     except Exception as e:
         raise CliError(f"cannot open {spec!r} as a breaker SQLite ledger: {e}") from None
+
+
+def _check_sqlite_ledger(path: str) -> None:
+    """Refuse a file that is not a breaker ledger *before* ``SQLite(path)`` opens it.
+
+    ``SQLite(path)`` creates its tables in whatever database it is given; a
+    read-only command must not add them to someone's unrelated database.
+    """
+    import sqlite3
+    from urllib.parse import quote
+
+    try:
+        conn = sqlite3.connect(f"file:{quote(os.path.abspath(path))}?mode=ro", uri=True)
+        try:
+            tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        finally:
+            conn.close()
+    except sqlite3.Error as e:
+        raise CliError(f"cannot read {path!r} as a SQLite ledger: {e}") from None
+    if "records" not in tables:
+        raise CliError(
+            f"{path!r} is not a breaker ledger (it has no call records); pass the file your Breaker "
+            f"writes to: Breaker(ledger=breaker.ledgers.SQLite(path))"
+        )
 
 
 class History:

@@ -138,6 +138,10 @@ def group_records(records: Iterable[CallRecord], outcomes: Iterable[Outcome], by
     return sorted(groups.values(), key=lambda g: (-g.cost_nano, -g.calls, g.key))
 
 
+def _n(count: int, noun: str) -> str:
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
+
+
 def _int(v: int) -> str:
     return f"{v:,}"
 
@@ -240,9 +244,10 @@ def run(args: argparse.Namespace) -> int:
                            [_header(c, by) for c in OUTCOME_COLUMNS], outcomes))
     t = total.row()
     notes.append(
-        f"Total {describe_span(history)}: {usd(total.cost_nano)} over {t['calls']:,} calls in "
-        f"{t['sessions']:,} sessions ({t['input_tokens']:,} input and {t['output_tokens']:,} output tokens); "
-        f"{t['degraded_calls']:,} calls degraded, {len(trips)} sessions tripped."
+        f"Total {describe_span(history)}: {usd(total.cost_nano)} over {_n(t['calls'], 'call')} in "
+        f"{_n(t['sessions'], 'session')} ({t['input_tokens']:,} input and {t['output_tokens']:,} output tokens); "
+        f"{_n(t['degraded_calls'], 'call')} degraded"
+        + (f", {_n(len(trips), 'session')} tripped." if trips else ".")
     )
     if total.unpriced_calls:
         notes.append(f"Calls with no price (not in the cost): {total.unpriced_calls:,}; "

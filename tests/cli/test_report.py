@@ -129,6 +129,17 @@ def test_missing_empty_and_foreign_ledgers(tmp_path):
     junk = tmp_path / "junk.db"
     junk.write_bytes(b"this is not a database" * 100)
     assert_user_error(cli("report", "--ledger", str(junk)), "cannot")
+    import sqlite3
+
+    other = tmp_path / "app.db"
+    with sqlite3.connect(other) as conn:
+        conn.execute("CREATE TABLE users (id INTEGER)")
+    assert_user_error(cli("report", "--ledger", str(other)), "is not a breaker ledger")
+    with sqlite3.connect(other) as conn:  # a read-only command left someone else's database alone
+        assert [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")] == ["users"]
+    (tmp_path / "zero.db").write_bytes(b"")
+    assert_user_error(cli("report", "--ledger", str(tmp_path / "zero.db")), "is not a breaker ledger")
+
     from breaker.ledgers import SQLite
 
     SQLite(str(tmp_path / "empty.db")).close()
