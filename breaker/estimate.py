@@ -45,7 +45,8 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 __all__ = [
     "DOCUMENT_PART_TOKENS",
@@ -89,7 +90,16 @@ def measure(value: Any) -> tuple[int, int, Any]:
     """
     if isinstance(value, str):
         return _text_len(value), 0, value
-    if isinstance(value, Mapping):
+    if isinstance(value, (dict, Mapping)):
+        if type(value) is dict:
+            # The common message, {"role": "user", "content": "..."}: all strings, no nesting.
+            n = 0
+            for k, v in value.items():
+                if type(v) is not str or type(k) is not str:
+                    break
+                n += _text_len(k) + _text_len(v)
+            else:
+                return n, 0, tuple(sorted(value.items()))
         kind = value.get("type")
         if kind in _IMAGE_TYPES:
             return 0, IMAGE_PART_TOKENS, ("<image>", _canon_plain(value))
@@ -210,7 +220,9 @@ class Estimator:
         old = conv.items
         known = len(old)
         if known <= n and (items[:known] if known < n else items) == old:
-            k = known
+            k = known  # the same conversation, grown (or rebuilt from the same messages)
+        elif 1 < known <= n + 1 and items[: known - 1] == old[:-1]:
+            k = known - 1  # a sibling request: same history, another last message
         else:  # the history was edited (trimmed, rewritten): find the common prefix
             k = 0
             limit = min(known, n)

@@ -11,8 +11,10 @@ settlement on success, failure and malformed usage, and stream metering.
 
 from __future__ import annotations
 
+import inspect
 import logging
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from ..call import Call, Patch, Ticket
 from ..errors import UsageError
@@ -73,7 +75,10 @@ def _prepare(guard: Breaker, adapter: Adapter, kwargs: dict[str, Any]) -> Call |
 def _patched(guard: Breaker, adapter: Adapter, ticket: Ticket, kwargs: dict[str, Any]) -> tuple[dict[str, Any], bool]:
     try:
         patch = ticket.patch
-        if patch:
+        if (  # inline rather than bool(patch): this runs on every call
+            patch.max_output_tokens is not None or patch.model is not None or patch.reasoning_effort is not None
+            or patch.keep_last_messages is not None or patch.hook is not None
+        ):
             kwargs = adapter.apply(kwargs, patch, ticket.call)
         if ticket.call.stream:
             return adapter.prepare_stream(kwargs)
@@ -118,7 +123,12 @@ async def run_async(
         raise
     finally:
         guard._inflight.reset(token)
-    return settle_response(guard, adapter, ticket, result, hide)
+    body = None
+    if not ticket.call.stream and _is_raw(result):
+        body = result.parse()
+        if inspect.isawaitable(body):
+            body = await body
+    return settle_response(guard, adapter, ticket, result, hide, body)
 
 
 def _failed(guard: Breaker, adapter: Adapter, ticket: Ticket, exc: BaseException) -> None:
@@ -143,14 +153,17 @@ def _failed(guard: Breaker, adapter: Adapter, ticket: Ticket, exc: BaseException
     guard.settle(ticket, None, error=exc)
 
 
-def settle_response(guard: Breaker, adapter: Adapter, ticket: Ticket, result: Any, hide: bool) -> Any:
-    """Settle a returned response, or hand back a metered proxy for a stream."""
+def settle_response(guard: Breaker, adapter: Adapter, ticket: Ticket, result: Any, hide: bool, body: Any = None) -> Any:
+    """Settle a returned response, or hand back a metered proxy for a stream.
+
+    ``body`` is the parsed response when ``result`` is a raw-response wrapper
+    whose ``parse()`` the async pipeline already awaited.
+    """
     if ticket.call.stream:
         return start_stream(guard, adapter, ticket, result, hide)
-    if hasattr(result, "http_response") and hasattr(result, "parse") and not hasattr(result, "usage"):
-        body = result.parse()  # a raw response (with_raw_response): parse() caches, the caller gets the same object
-    else:
-        body = result
+    if body is None:
+        # A raw response (with_raw_response) is parsed here; parse() caches, so the caller gets the same object.
+        body = result.parse() if _is_raw(result) else result
     try:
         usage = adapter.usage(body)
     except Exception as exc:
@@ -165,17 +178,34 @@ def settle_response(guard: Breaker, adapter: Adapter, ticket: Ticket, result: An
     return result
 
 
+_RAW: dict[type, bool] = {}
+
+
+def _is_raw(result: Any) -> bool:
+    """Whether ``result`` is an SDK raw-response wrapper (``with_raw_response``), decided once per type.
+
+    Looked up on the class: ``hasattr`` on a pydantic response object for a
+    missing attribute costs tens of microseconds (it raises inside pydantic).
+    """
+    cls = type(result)
+    raw = _RAW.get(cls)
+    if raw is None:
+        raw = _RAW[cls] = hasattr(cls, "parse") and hasattr(cls, "http_request")
+    return raw
+
+
 def _bill_worst_case(guard: Breaker, ticket: Ticket, exc: BaseException) -> None:
     guard.settle(ticket, Usage(input_tokens=ticket.call.input_tokens, output_tokens=ticket.output_budget), error=exc)
 
 
 def start_stream(guard: Breaker, adapter: Adapter, ticket: Ticket, result: Any, hide: bool) -> Any:
     meter = adapter.meter(hide)
-    if hasattr(result, "http_response") and hasattr(result, "parse"):
+    cls = type(result)
+    if _is_raw(result):
         return guard_raw_stream_response(result, guard, ticket, meter)
-    if hasattr(result, "__anext__"):
+    if hasattr(cls, "__anext__"):
         return AsyncGuardedStream(result, guard, ticket, meter)
-    if hasattr(result, "__next__"):
+    if hasattr(cls, "__next__"):
         return GuardedStream(result, guard, ticket, meter)
     # Not a stream after all (a server that ignored stream=True): settle it as a response.
     ticket.call.stream = False

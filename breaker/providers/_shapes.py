@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 __all__ = ["EFFORTS", "SENTINELS", "given", "lower_effort", "tool_names", "value"]
 

@@ -10,7 +10,8 @@ cache reads and writes, so they are added back to get breaker's total input;
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from ..call import Call, Patch
 from ..degrade import thinking_budget_for, trim_messages
@@ -21,13 +22,16 @@ from ._shapes import tool_names, value
 from ._streams import Meter
 from ._tools import args_fingerprint
 
+_MISSING = object()
+
 __all__ = ["MessagesAdapter"]
 
 
 def _get(obj: Any, name: str) -> Any:
-    if obj is None:
-        return None
-    return obj.get(name) if isinstance(obj, Mapping) else getattr(obj, name, None)
+    v = getattr(obj, name, _MISSING)  # SDK objects (the usual case) first: no isinstance on the hot path
+    if v is _MISSING:
+        return obj.get(name) if isinstance(obj, dict) else None
+    return v
 
 
 def _int(obj: Any, name: str) -> int:

@@ -11,7 +11,8 @@ final ``response.completed`` / ``.incomplete`` / ``.failed`` event.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from ..call import Call, Patch
 from ..degrade import trim_messages
@@ -21,6 +22,8 @@ from ._pipeline import Adapter, usage_error
 from ._shapes import cap_value, lower_effort, tool_names, value
 from ._streams import Meter
 from ._tools import args_fingerprint
+
+_MISSING = object()
 
 __all__ = ["ChatAdapter", "ResponsesAdapter"]
 
@@ -33,11 +36,14 @@ def _reasoning_model(model: str) -> bool:
 
 
 def _get(obj: Any, name: str) -> Any:
-    return getattr(obj, name, None) if not isinstance(obj, Mapping) else obj.get(name)
+    v = getattr(obj, name, _MISSING)  # SDK objects (the usual case) first: no isinstance on the hot path
+    if v is _MISSING:
+        return obj.get(name) if isinstance(obj, dict) else None
+    return v
 
 
 def _int(obj: Any, name: str) -> int:
-    v = _get(obj, name) if obj is not None else None
+    v = _get(obj, name)
     return 0 if v is None else v
 
 

@@ -230,3 +230,25 @@ def test_guard_without_budgets_only_attributes(fake):
         assert "max_completion_tokens" not in fake.requests[0].body  # nothing to enforce, nothing changed
     finally:
         guard.uninstrument()
+
+
+async def test_async_raw_response_is_billed(guard, fake):
+    fake.push(Reply(input_tokens=10, output_tokens=4))
+    client = fake.async_anthropic(max_retries=0)
+    with guard.session("araw") as s:
+        raw = await client.messages.with_raw_response.create(model=ANTHROPIC_MODEL, max_tokens=10,
+                                                             messages=messages("araw"))
+        assert (await raw.parse()).usage.output_tokens == 4
+        assert s.calls == 1 and s.tokens == 14
+
+
+def test_raw_streamed_response_is_metered(guard, fake):
+    """What langchain-openai does: with_raw_response.create(stream=True), then iterate parse()."""
+    fake.push(Reply(text="a b c", input_tokens=10, output_tokens=3))
+    client = fake.openai(max_retries=0)
+    with guard.session("rawstream") as s:
+        raw = client.chat.completions.with_raw_response.create(model=OPENAI_MODEL, messages=messages("rs"),
+                                                                stream=True)
+        chunks = list(raw.parse())
+        assert all(c.choices for c in chunks)
+        assert s.calls == 1 and s.tokens == 13

@@ -1,0 +1,236 @@
+"""What breaker adds to one chat call: the guard's own work, beside the bare SDK and OTel's instrumentation.
+
+Run:  .venv/bin/python benchmarks/bench_overhead.py [--rounds 25] [--calls 200] [--profile]
+
+The SDK's HTTP layer is replaced by an ``httpx2.MockTransport`` returning a
+ready chat completion, so the figures are the SDK's own work plus whatever
+the instrumentation adds, with no network and no server. Every call sends a
+20-message request; like an agent step, each call's last message is new (the
+19 before it are the same objects), so breaker's estimate caches see what
+they see in a real run, and loop detection stays on with its defaults.
+
+The SDK's own work on a 20-message request (mostly ``maybe_transform`` of
+the messages) takes milliseconds and varies far more than the microseconds
+being measured, so the difference of two end-to-end timings cannot resolve
+them. Instead a timing shim is installed *under* every instrumentation, as
+the SDK method they all wrap: it accumulates the time spent inside the SDK,
+and what each configuration adds is the time spent *outside* it (the loop and
+the shim cost the same in every configuration, so "bare" is the zero line).
+
+Configurations are measured in interleaved rounds (bare, breaker, otel, ...)
+so that machine noise hits all of them alike; per-call figures are the
+median over rounds, with the 10th–90th percentile spread.
+
+``opentelemetry-instrumentation-openai-v2`` 2.4b0 needs an
+``opentelemetry-util-genai`` with an ``instruments`` module (<= 1.1b0); if the
+installed one is newer, put a compatible copy first on the path:
+``pip install --no-deps --target /tmp/otel-compat opentelemetry-util-genai==1.1b0``
+then ``PYTHONPATH=/tmp/otel-compat python benchmarks/bench_overhead.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import gc
+import itertools
+import json
+import pstats
+import statistics
+import time
+
+import httpx2
+import openai
+
+import breaker
+
+RESPONSE = json.dumps({
+    "id": "chatcmpl-bench", "object": "chat.completion", "created": 0, "model": "gpt-4o-mini",
+    "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok", "refusal": None},
+                 "finish_reason": "stop", "logprobs": None}],
+    "usage": {"prompt_tokens": 412, "completion_tokens": 2, "total_tokens": 414,
+              "prompt_tokens_details": {"cached_tokens": 128}, "completion_tokens_details": {"reasoning_tokens": 0}},
+}).encode()
+
+
+def _handler(request: httpx2.Request) -> httpx2.Response:
+    return httpx2.Response(200, content=RESPONSE, headers={"content-type": "application/json"})
+
+
+def make_client() -> openai.OpenAI:
+    http = httpx2.Client(transport=httpx2.MockTransport(_handler))
+    return openai.OpenAI(api_key="bench", base_url="http://bench.invalid/v1", http_client=http, max_retries=0)
+
+
+HISTORY = [{"role": "system", "content": "You are a careful assistant. " * 8}] + [
+    {"role": "user" if i % 2 else "assistant", "content": f"Step {i}: " + "some words of the conversation " * 6}
+    for i in range(18)
+]
+
+
+_serial = itertools.count()
+
+
+def requests(n: int) -> list[list[dict]]:
+    """n distinct 20-message requests sharing their first 19 message objects."""
+    return [HISTORY + [{"role": "user", "content": f"next question {next(_serial)}"}] for _ in range(n)]
+
+
+class Shim:
+    """Installed as ``Completions.create`` under every instrumentation: times the SDK's own work."""
+
+    def __init__(self) -> None:
+        from openai.resources.chat.completions.completions import Completions
+
+        self.cls = Completions
+        self.original = Completions.__dict__["create"]
+        self.inside = 0.0
+        original, clock = self.original, time.perf_counter
+        shim = self
+
+        def create(self: object, *args: object, **kwargs: object) -> object:
+            t0 = clock()
+            try:
+                return original(self, *args, **kwargs)
+            finally:
+                shim.inside += clock() - t0
+
+        self.create = create
+
+    def install(self) -> None:
+        self.cls.create = self.create
+
+    def remove(self) -> None:
+        self.cls.create = self.original
+
+
+SHIM: Shim
+
+
+def run(client: openai.OpenAI, batch: list[list[dict]]) -> tuple[float, float]:
+    """(µs per call in total, µs per call outside the SDK)."""
+    SHIM.inside = 0.0
+    create = client.chat.completions.create
+    t0 = time.perf_counter()
+    for msgs in batch:
+        create(model="gpt-4o-mini", messages=msgs, max_tokens=256)
+    total = time.perf_counter() - t0
+    n = len(batch)
+    return total / n * 1e6, (total - SHIM.inside) / n * 1e6
+
+
+class Config:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.samples: list[float] = []  # µs per call outside the SDK
+        self.totals: list[float] = []
+
+    def __enter__(self) -> Config:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+
+class Bare(Config):
+    pass
+
+
+class WithBreaker(Config):
+    def __init__(self, name: str, telemetry: bool) -> None:
+        super().__init__(name)
+        self.guard = breaker.Breaker(budgets=[breaker.Budget(usd=1_000_000)], alerts=[], telemetry=telemetry)
+        self.scope = None
+
+    def __enter__(self) -> Config:
+        self.guard.instrument()
+        self.scope = self.guard.session("bench")
+        self.scope.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.scope.__exit__(None, None, None)
+        self.guard.uninstrument()
+
+
+class WithOTel(Config):
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.trace import TracerProvider
+
+        self.instrumentor = OpenAIInstrumentor()
+        self.providers = {"tracer_provider": TracerProvider(), "meter_provider": MeterProvider()}
+
+    def __enter__(self) -> Config:
+        self.instrumentor.instrument(**self.providers)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.instrumentor.uninstrument()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=25)
+    parser.add_argument("--calls", type=int, default=200)
+    parser.add_argument("--profile", action="store_true", help="cProfile the breaker configuration and print the top")
+    args = parser.parse_args()
+
+    global SHIM
+    SHIM = Shim()
+    SHIM.install()
+    client = make_client()
+    configs: list[Config] = [Bare("bare SDK"), WithBreaker("SDK + breaker", telemetry=False),
+                             WithBreaker("SDK + breaker (telemetry on)", telemetry=True)]
+    try:
+        configs.append(WithOTel("SDK + otel-v2"))
+    except ImportError as e:  # pragma: no cover
+        print(f"(opentelemetry-instrumentation-openai-v2 not installed: {e})")
+
+    warm = requests(50)
+    for cfg in configs:
+        with cfg:
+            run(client, warm)
+
+    gc.disable()
+    try:
+        for r in range(args.rounds):
+            for cfg in configs:
+                batch = requests(args.calls)
+                with cfg:
+                    total, outside = run(client, batch)
+                cfg.totals.append(total)
+                cfg.samples.append(outside)
+            gc.collect()
+    finally:
+        gc.enable()
+
+    print(f"{args.rounds} rounds x {args.calls} calls, 20-message chat request, HTTP stubbed")
+    print(f"SDK's own work per call (inside the shim, all configurations): "
+          f"median {statistics.median(c for cfg in configs for c in cfg.totals):,.0f} µs")
+    print(f"{'µs per call outside the SDK':32} {'median':>8} {'p10':>8} {'p90':>8} {'added':>8}")
+    base = statistics.median(configs[0].samples)
+    for cfg in configs:
+        s = sorted(cfg.samples)
+        med = statistics.median(s)
+        p10, p90 = s[len(s) // 10], s[(len(s) * 9) // 10]
+        added = "" if cfg is configs[0] else f"{med - base:+.1f}"
+        print(f"{cfg.name:32} {med:8.1f} {p10:8.1f} {p90:8.1f} {added:>8}")
+
+    if args.profile:
+        cfg = configs[1]
+        batch = requests(2000)
+        with cfg:
+            prof = cProfile.Profile()
+            prof.enable()
+            run(client, batch)
+            prof.disable()
+        stats = pstats.Stats(prof)
+        stats.sort_stats("tottime").print_stats(r"breaker|wrapt", 25)
+    SHIM.remove()
+
+
+if __name__ == "__main__":
+    main()
