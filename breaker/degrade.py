@@ -150,22 +150,22 @@ def trim_messages(messages: Sequence[Any], keep_last: int, *, style: str) -> lis
         return items
 
     n = len(rest)
-    opened_at: dict[str, int] = {}
+    last_opened: dict[str, int] = {}
     answers: list[list[str]] = []
+    partner = list(range(n))  # for a result: the position of the earliest call it answers
     for pos, index in enumerate(rest):
         opens, answered = _links(items[index], style)
+        for call_id in answered:  # the nearest call before it with that id (ids can repeat across turns)
+            partner[pos] = min(partner[pos], last_opened.get(call_id, pos))
         for call_id in opens:
-            opened_at.setdefault(call_id, pos)
+            last_opened[call_id] = pos
         answers.append(answered)
     # need[p]: the earliest position a window starting at p must reach back to
     # so that every result at or after p keeps its call.
     need = [0] * (n + 1)
     need[n] = n
     for pos in range(n - 1, -1, -1):
-        earliest = need[pos + 1]
-        for call_id in answers[pos]:
-            earliest = min(earliest, opened_at.get(call_id, pos))
-        need[pos] = earliest
+        need[pos] = min(need[pos + 1], partner[pos])
 
     def valid(p: int) -> bool:
         if answers[p] or need[p] < p:

@@ -124,6 +124,11 @@ def test_anthropic_tool_loop_keeps_the_task_and_whole_pairs():
     assert all(x != y for x, y in zip(roles, roles[1:])), "turns still alternate"
 
 
+def test_tool_ids_reused_across_turns_pair_with_the_nearest_call():
+    msgs = [a_user("task")] + [a_use("same"), a_result("same")] * 4
+    assert trim_messages(msgs, 2, style="anthropic") == [a_user("task"), a_use("same"), a_result("same")]
+
+
 def test_anthropic_cut_on_a_plain_user_turn_needs_no_anchor():
     msgs = [a_user("1"), {"role": "assistant", "content": "2"}, a_user("3"), {"role": "assistant", "content": "4"}]
     assert trim_messages(msgs, 2, style="anthropic") == msgs[2:]
