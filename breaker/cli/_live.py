@@ -51,8 +51,8 @@ class Display:
     def progress(self, phase: str) -> None:
         """Move the spend bar (plain lines carry the figure instead)."""
 
-    def intro(self, model: str, cheaper: str, where: str) -> None:
-        self.line(f"A runaway agent on {model} against {where}, in session 'demo-ticket-42' "
+    def intro(self, session_id: str, model: str, cheaper: str, where: str) -> None:
+        self.line(f"A runaway agent on {model} against {where}, in session {session_id!r} "
                   f"with a budget of {_money(self.budget)}.")
         self.line(f"Loops degrade the calls to {cheaper}; the budget kills the session. "
                   f"The agent catches every Exception.")

@@ -14,6 +14,7 @@ import argparse
 import os
 import sys
 import time
+import uuid
 from contextlib import ExitStack
 from typing import Any
 
@@ -79,13 +80,17 @@ def run(args: argparse.Namespace) -> int:
             fake = stack.enter_context(FakeLLM(default=fake_script))
             client = openai.OpenAI(base_url=fake.base_url, api_key="fake-key", max_retries=0)
         client = guard.wrap(client)
-        display.intro(setup["model"], setup["cheaper"], "the OpenAI API" if args.live else "FakeLLM (offline)")
+        # A fresh session per run: a kill is sticky, so re-running against the same
+        # --ledger must not start inside the previous run's tripped session.
+        session_id = f"demo-{uuid.uuid4().hex[:6]}"
+        display.intro(session_id, setup["model"], setup["cheaper"],
+                      "the OpenAI API" if args.live else "FakeLLM (offline)")
 
         started = time.monotonic()
         killed: BaseException | None = None
         session = None
         try:
-            with guard.session("demo-ticket-42", feature="support", user="demo") as session:
+            with guard.session(session_id, feature="support", user="demo") as session:
                 run_agent(client, setup["model"], lambda phase, result: display.step(phase, result, session))
         except breaker.SessionKilled as e:
             killed = e

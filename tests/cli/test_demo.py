@@ -18,10 +18,11 @@ def test_demo_shows_detection_degradation_and_the_kill_and_feeds_report(tmp_path
     assert re.search(r"LOOP .*same request to gpt-4o was sent 3 times", out)
     assert re.search(r"LOOP .*tool 'lookup_order' with the same arguments", out)
     assert re.search(r"DEGRADE .*later calls are degraded", out)
-    assert re.search(r"KILL .*Session 'demo-ticket-42' was stopped", out)
-    assert "SessionKilled: Session 'demo-ticket-42'" in out
+    session_id = re.search(r"in session '(demo-[0-9a-f]{6})'", out).group(1)
+    assert re.search(rf"KILL .*Session '{session_id}' was stopped", out)
+    assert f"SessionKilled: Session '{session_id}'" in out
     # the degraded calls really went to the cheaper model, and the report says so
-    assert re.search(r"gpt-4o-mini\s+\d+ in", out) and "Session report: demo-ticket-42" in out
+    assert re.search(r"gpt-4o-mini\s+\d+ in", out) and f"Session report: {session_id}" in out
     assert re.search(r"^ gpt-4o-mini\s+\d+\s+[\d,]+\s+[\d,]+\s+\$0\.\d{4}\s+\d+\s*$", out, re.M)  # spend by model
     spent = re.search(r"\$(\d\.\d{4}) of a \$0\.0500 budget", out)
     assert spent and 0 < float(spent.group(1)) <= 0.05  # never past the budget
@@ -33,10 +34,15 @@ def test_demo_shows_detection_degradation_and_the_kill_and_feeds_report(tmp_path
     assert report.returncode == 0, report.stderr
     data = json.loads(report.stdout)
     (session,) = data["by"]["session"]
-    assert session["key"] == "demo-ticket-42" and session["calls"] == calls
+    assert session["key"] == session_id and session["calls"] == calls
     models = {r["key"]: r for r in data["by"]["model"]}
     assert models["gpt-4o"]["degraded_calls"] == 0 and models["gpt-4o-mini"]["degraded_calls"] == models["gpt-4o-mini"]["calls"] > 0
     assert data["totals"]["cost_usd"] <= 0.05
+
+    # a second run on the same ledger is a new session, not born tripped
+    again = cli("demo", "--ledger", db)
+    assert again.returncode == 0 and re.search(r"^\s+1  retry loop\s+gpt-4o ", again.stdout, re.M), again.stdout
+    assert len(json.loads(cli("report", "--ledger", db, "--format", "json").stdout)["by"]["session"]) == 2
 
 
 def test_demo_without_rich_prints_plain_lines():
