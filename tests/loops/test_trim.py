@@ -146,7 +146,8 @@ def chat(draw):
         elif kind == "asst":
             msgs.append(asst("a"))
         else:
-            ids = [f"c{n}_{j}" for j in range(draw(st.integers(1, 3)))]
+            turn = draw(st.integers(0, 2)) if draw(st.booleans()) else n  # ids may repeat across turns
+            ids = [f"c{turn}_{j}" for j in range(draw(st.integers(1, 3)))]
             n += 1
             msgs.append(asst(calls=ids))
             msgs += [tool(i) for i in ids]
