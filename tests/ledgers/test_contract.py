@@ -19,31 +19,36 @@ POOL = (Counter("session:a"), Counter("global"), Counter("user:u", 60), Counter(
 TTL = 86_400.0  # no reservation expires during a program (Memory has no expiry: tested separately)
 
 
+def grid(hi: int, step: int = 250):
+    """Amounts on a coarse grid, so that edge cases (``settled + needed == limit``) happen often."""
+    return st.integers(0, hi // step).map(lambda x: x * step)
+
+
 @st.composite
 def asks(draw):
     idx = draw(st.lists(st.integers(0, len(POOL) - 1), min_size=1, max_size=4, unique=True))
     counters = tuple(POOL[i] for i in idx)
     limits = tuple(
-        Limit(draw(st.integers(0, len(counters) - 1)), draw(st.integers(0, 2)), draw(st.integers(0, 6000)))
+        Limit(draw(st.integers(0, len(counters) - 1)), draw(st.integers(0, 2)), draw(grid(3000)))
         for _ in range(draw(st.integers(0, 4)))
     )
     units_max = draw(st.integers(1, 300))
     return Ask(
         counters, limits,
-        fixed=(draw(st.integers(0, 600)), draw(st.integers(0, 600)), draw(st.integers(0, 2))),
-        per_unit=(draw(st.integers(0, 25)), draw(st.integers(0, 3)), 0),
+        fixed=(draw(grid(600)), draw(grid(600)), draw(st.integers(0, 2))),
+        per_unit=(draw(st.sampled_from([0, 1, 5, 25, 50])), draw(st.integers(0, 3)), 0),
         units_max=units_max, units_min=draw(st.integers(1, units_max)), patient=draw(st.booleans()), ttl=TTL,
     )
 
 
-actuals = st.tuples(st.integers(0, 4000), st.integers(0, 900), st.integers(0, 2))
+actuals = st.tuples(grid(1500), grid(900), st.integers(0, 2))
 ops = st.one_of(
     st.tuples(st.just("reserve"), asks()),
     st.tuples(st.just("settle"), st.integers(0, 50), actuals),
     st.tuples(st.just("record"), st.lists(st.integers(0, len(POOL) - 1), min_size=1, max_size=3, unique=True),
               actuals),
-    st.tuples(st.just("trip"), st.integers(0, len(POOL) - 1), st.integers(0, 2), st.integers(0, 3000)),
-    st.tuples(st.just("advance"), st.sampled_from([0.0, 0.4, 1.0, 1.5, 2.0, 7.0, 30.0, 61.0, 125.0])),
+    st.tuples(st.just("trip"), st.integers(0, len(POOL) - 1), st.integers(0, 2), grid(1500)),
+    st.tuples(st.just("advance"), st.sampled_from([0.0, 0.4, 1.0, 1.5, 7.0, 8.0, 60.0, 61.0, 121.0, 122.0])),
 )
 
 
@@ -141,6 +146,11 @@ def test_lifetime_trip_is_forever_windowed_trip_lifts(make_ledger):
     assert ledger.reserve(one(win, limit=1000), T0 + 30).status == "tripped"  # 900 + 200 > 1000
     g = ledger.reserve(one(win, limit=1000), T0 + 61)  # the window freed the 900
     assert g.status == "ok"
+    edge = Counter("session:edge", 60)
+    ledger.settle(None, (edge,), (), (800, 0, 0), T0)
+    ledger.trip(edge, 0, 200, T0)
+    assert ledger.reserve(one(edge, limit=999, fixed=(0, 0, 0)), T0 + 1).status == "tripped"
+    assert ledger.reserve(one(edge, limit=1000, fixed=(0, 0, 0)), T0 + 1).status == "ok"  # 800 + 200 fits exactly
     ledger.close()
 
 

@@ -1,0 +1,284 @@
+"""Ledger benchmark: throughput of admit+settle, and the overshoot race, for Memory, SQLite and Redis.
+
+    python benchmarks/bench_ledgers.py [--redis-url URL] [--repeats 5] [--quick]
+
+Without ``--redis-url`` it starts its own ``redis-server`` on a free loopback
+port (no persistence) and stops it at the end. SQLite writes to a temporary
+directory (WAL mode, the real file system).
+
+1. Throughput: calls per second and microseconds per ``admit`` + ``settle``
+   through the engine (two budgets per call: a session budget and a global
+   one), from 1 thread and from 8 threads.
+2. The overshoot race: 64 threads, then 1,000 asyncio tasks, spend against one
+   global budget of $0.05 until it trips. Reported: overshoot (settled spend
+   past the limit; must be 0), the money left when the budget tripped (the
+   "refused too early" margin; at most one call's smallest reservation), and
+   the time the race took.
+
+Figures are the median over ``--repeats`` runs, with the spread (min..max).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from typing import Any, Callable
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from breaker import Breaker, BudgetExceeded, Budget, Call, Usage  # noqa: E402
+from breaker.ledgers import Memory  # noqa: E402
+from breaker.pricing import NANO  # noqa: E402
+
+MODEL, INPUT, CAP = "gpt-4o-mini", 1000, 500
+RACE_LIMIT_USD = 0.05
+
+
+# ---------------------------------------------------------------- environment
+def machine() -> str:
+    cpu = platform.processor() or "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"{platform.system()} {platform.release()}, {cpu}, {os.cpu_count()} logical CPUs"
+
+
+class RedisProcess:
+    """A throwaway redis-server on a free port."""
+
+    def __init__(self) -> None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.dir = tempfile.mkdtemp(prefix="bench-redis-")
+        exe = shutil.which("redis-server") or "/usr/bin/redis-server"
+        self.proc = subprocess.Popen([exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                                      "--appendonly", "no", "--dir", self.dir],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.02)
+        raise RuntimeError("redis-server did not start")
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def ledger_factories(redis_url: str, tmp: str) -> dict[str, Callable[[], Any]]:
+    from breaker.ledgers.redis import Redis
+    from breaker.ledgers.sqlite import SQLite
+
+    n = iter(range(10**9))
+    return {
+        "Memory": Memory,
+        "SQLite": lambda: SQLite(os.path.join(tmp, f"bench-{next(n)}.sqlite")),
+        "Redis": lambda: Redis(redis_url, prefix=f"bench{next(n)}:"),
+    }
+
+
+def call() -> Call:
+    return Call(MODEL, "openai", input_tokens=INPUT, max_output_tokens=CAP)
+
+
+# ---------------------------------------------------------------- throughput
+def throughput(make: Callable[[], Any], threads: int, calls: int) -> tuple[float, float]:
+    """Wall seconds and this process's CPU seconds per admit+settle pair, ``calls`` spread over ``threads`` threads.
+
+    CPU time is reported too because on a shared, loaded machine wall time mostly
+    measures waiting for a core; Redis's own CPU is not in it (see ``redis_usec``).
+    """
+    guard = Breaker(budgets=[Budget(usd=10**6), Budget(usd=10**6, per="global")], ledger=make(), alerts=[],
+                    loops=None, telemetry=False)
+    per = calls // threads
+    start = threading.Barrier(threads + 1)
+    usage = Usage(INPUT, 200)
+    with guard.session("warm-up"):  # prices compiled, scripts loaded, connections open
+        for _ in range(50):
+            guard.settle(guard.admit(call()), usage)
+
+    def work(n: int) -> None:
+        with guard.session(f"bench-{n}"):
+            start.wait()
+            for _ in range(per):
+                guard.settle(guard.admit(call()), usage)
+
+    pool = [threading.Thread(target=work, args=(n,)) for n in range(threads)]
+    for t in pool:
+        t.start()
+    start.wait()
+    t0, c0 = time.perf_counter(), time.process_time()
+    for t in pool:
+        t.join()
+    elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
+    guard.ledger.close()
+    return elapsed / (per * threads), cpu / (per * threads)
+
+
+# ---------------------------------------------------------------- the race
+def _race_guard(make: Callable[[], Any]) -> Breaker:
+    return Breaker(budgets=[Budget(usd=RACE_LIMIT_USD, per="global")], ledger=make(), alerts=[], loops=None,
+                   telemetry=False, reservation_wait=30)
+
+
+def race_threads(make: Callable[[], Any], threads: int = 64) -> tuple[int, int, float]:
+    guard = _race_guard(make)
+    costs: list[int] = []
+    lock = threading.Lock()
+    start = threading.Barrier(threads + 1)
+
+    def work(n: int) -> None:
+        start.wait()
+        i = 0
+        while True:
+            try:
+                ticket = guard.admit(call())
+            except BudgetExceeded as e:
+                if e.sticky:
+                    return
+                continue
+            i += 1
+            out = min(ticket.patch.max_output_tokens or CAP, (n * 37 + i * 101) % (CAP + 1))
+            cost = guard.settle(ticket, Usage(INPUT - (i % 200), out))
+            with lock:
+                costs.append(cost)
+
+    pool = [threading.Thread(target=work, args=(n,)) for n in range(threads)]
+    for t in pool:
+        t.start()
+    start.wait()
+    t0 = time.perf_counter()
+    for t in pool:
+        t.join()
+    elapsed = time.perf_counter() - t0
+    return _race_result(guard, costs, elapsed)
+
+
+def race_tasks(make: Callable[[], Any], tasks: int = 1000) -> tuple[int, int, float]:
+    guard = _race_guard(make)
+    costs: list[int] = []
+
+    async def work(n: int) -> None:
+        i = 0
+        while True:
+            try:
+                ticket = await guard.admit_async(call())
+            except BudgetExceeded as e:
+                if e.sticky:
+                    return
+                continue
+            i += 1
+            await asyncio.sleep(0)  # the request: let every other task run
+            out = min(ticket.patch.max_output_tokens or CAP, (n * 37 + i * 101) % (CAP + 1))
+            costs.append(guard.settle(ticket, Usage(INPUT - (i % 200), out)))
+
+    async def main() -> float:
+        t0 = time.perf_counter()
+        await asyncio.gather(*(work(n) for n in range(tasks)))
+        return time.perf_counter() - t0
+
+    elapsed = asyncio.run(main())
+    return _race_result(guard, costs, elapsed)
+
+
+def _race_result(guard: Breaker, costs: list[int], elapsed: float) -> tuple[int, int, float]:
+    limit = round(RACE_LIMIT_USD * NANO)
+    spent = round(guard.spent("global").usd * NANO)
+    if spent != sum(costs):
+        raise AssertionError(f"ledger says {spent} nano-USD, the calls cost {sum(costs)}")
+    guard.ledger.close()
+    return max(0, spent - limit), limit - max(spent, 0), elapsed
+
+
+# ---------------------------------------------------------------- report
+def spread(values: list[float], fmt: str) -> str:
+    return f"{fmt.format(statistics.median(values))} ({fmt.format(min(values))}..{fmt.format(max(values))})"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--redis-url", help="use this Redis instead of starting one")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--quick", action="store_true", help="fewer calls per run (a smoke test)")
+    args = ap.parse_args()
+
+    import redis
+
+    print(f"machine: {machine()}")
+    print(f"python:  {sys.version.split()[0]} ({platform.python_implementation()}), sqlite {__import__('sqlite3').sqlite_version}, "
+          f"redis-py {redis.__version__}")
+    print(f"command: {' '.join([os.path.basename(sys.executable)] + sys.argv)}")
+    server = None if args.redis_url else RedisProcess()
+    redis_url = args.redis_url or server.url  # type: ignore[union-attr]
+    info = redis.Redis.from_url(redis_url).info("server")
+    print(f"redis:   {info.get('redis_version')} at {redis_url} (loopback)")
+    print(f"figures: median (min..max) over {args.repeats} runs\n")
+    tmp = tempfile.mkdtemp(prefix="bench-ledgers-")
+    try:
+        makers = ledger_factories(redis_url, tmp)
+        sizes = {"Memory": 20_000, "SQLite": 4_000, "Redis": 4_000}
+        print("throughput: admit + settle through the engine (2 budgets per call)")
+        print(f"  {'ledger':8} {'threads':>7} {'calls/s':>24} {'us per admit+settle (wall)':>28} "
+              f"{'us CPU here':>24}")
+        rclient = redis.Redis.from_url(redis_url)
+        for name, make in makers.items():
+            for threads in (1, 8):
+                n = sizes[name] // (10 if args.quick else 1)
+                if name == "Redis":
+                    rclient.config_resetstat()
+                runs = [throughput(make, threads, n) for _ in range(args.repeats)]
+                print(f"  {name:8} {threads:>7} {spread([1 / w for w, _ in runs], '{:,.0f}'):>24} "
+                      f"{spread([w * 1e6 for w, _ in runs], '{:,.1f}'):>28} "
+                      f"{spread([c * 1e6 for _, c in runs], '{:,.1f}'):>24}")
+                if name == "Redis":
+                    stats = rclient.info("commandstats").get("cmdstat_evalsha", {})
+                    print(f"  {'':8} {'':>7} Redis server CPU per script (reserve or settle): "
+                          f"{stats.get('usec_per_call', 0):.1f} us")
+        print(f"\nthe race: spend a ${RACE_LIMIT_USD} global budget until it trips "
+              f"({MODEL}, {INPUT} input tokens, max_tokens {CAP})")
+        print(f"  {'ledger':8} {'racers':>14} {'overshoot $':>12} {'left when tripped $':>30} {'time s':>22}")
+        for name, make in makers.items():
+            for label, race in (("64 threads", race_threads), ("1000 tasks", race_tasks)):
+                runs = [race(make) for _ in range(args.repeats)]
+                over = [r[0] / NANO for r in runs]
+                left = [r[1] / NANO for r in runs]
+                secs = [r[2] for r in runs]
+                print(f"  {name:8} {label:>14} {max(over):>12.6f} {spread(left, '{:.6f}'):>30} "
+                      f"{spread(secs, '{:.3f}'):>22}")
+        guard = Breaker(alerts=[], loops=None, telemetry=False)
+        fixed, per = guard.prices.lookup(MODEL, "openai").worst_case(INPUT)
+        smallest = (fixed + per * guard.min_output_tokens) / NANO
+        print(f"\n  a call's smallest reservation (input bound + {guard.min_output_tokens} output tokens): "
+              f"${smallest:.6f}; 'left when tripped' stays under it when nothing is refused early")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if server is not None:
+            server.stop()
+
+
+if __name__ == "__main__":
+    main()
