@@ -104,6 +104,9 @@ class StopWhenTripped(stop_base):
         self.guard = guard
 
     def __call__(self, retry_state: RetryCallState) -> bool:
+        if not isinstance(retry_state, RetryCallState):
+            raise TypeError("stop_when_tripped is already a stop strategy; to pass a guard write "
+                            "stop=breaker.retry.StopWhenTripped(guard)")
         trip = tripped_in(_failure(retry_state))
         if trip is not None:
             raise trip
@@ -125,6 +128,9 @@ def before_sleep(guard: Breaker) -> Callable[[RetryCallState], None]:
     which ends the retry loop at once. (An error storm reached by this retry
     is refused by the next attempt's ``admit``, before any request is sent.)
     """
+
+    if isinstance(guard, RetryCallState):
+        raise TypeError("before_sleep needs the guard: write before_sleep=breaker.retry.before_sleep(guard)")
 
     def hook(retry_state: RetryCallState) -> None:
         error = _failure(retry_state)

@@ -210,3 +210,15 @@ async def test_async_decorator_with_a_custom_predicate():
         async with guard.session("s"):
             await call_model()
     assert agent.sent == 4 and agent.attempts == 5
+
+
+def test_common_misuses_fail_loudly_instead_of_doing_nothing():
+    guard, _ = guard_with()
+    agent = Agent(guard)
+    with pytest.raises(TypeError, match=r"before_sleep\(guard\)"):
+        with guard.session("s"):
+            for attempt in Retrying(before_sleep=before_sleep, stop=stop_after_attempt(3)):
+                with attempt:
+                    agent.step()
+    with pytest.raises(TypeError, match=r"StopWhenTripped\(guard\)"):
+        stop_when_tripped(guard)
