@@ -129,3 +129,12 @@ def test_instrument_through_breaker_methods(fake):
         assert s.calls == 1
     finally:
         guard.uninstrument()
+
+
+def test_wrap_and_instrument_together_count_a_call_once(guard, fake):
+    client = guard.wrap(fake.openai(max_retries=0))  # the wrapped method calls the class-level patch inside it
+    with guard.session("both") as s:
+        client.chat.completions.create(model=OPENAI_MODEL, messages=messages("both"))
+        with client.chat.completions.stream(model=OPENAI_MODEL, messages=messages("both-s")) as st:
+            st.get_final_completion()
+    assert s.calls == 2 and fake.count == 2

@@ -155,3 +155,32 @@ def test_web_searches_and_tool_calls_are_counted(guard, fake):
     usage = Usage(30, 12, web_search_calls=2, tool_calls=1)
     assert nano(s.cost_usd) == genai_nano(usage, ANTHROPIC_MODEL, "anthropic")
     assert nano(s.cost_usd) > genai_nano(Usage(30, 12), ANTHROPIC_MODEL, "anthropic")  # searches are paid for
+
+
+def test_responses_web_searches_and_function_calls(guard, fake):
+    fake.push(Reply(web_search_calls=1, tool_calls=[("lookup", {"q": 1})], input_tokens=30, output_tokens=12))
+    client = fake.openai(max_retries=0)
+    with guard.session("resp-ws") as s:
+        client.responses.create(model=OPENAI_MODEL, input="search please", tools=[{"type": "web_search"}])
+    usage = Usage(30, 12, web_search_calls=1, tool_calls=1)
+    assert nano(s.cost_usd) == genai_nano(usage, OPENAI_MODEL, "openai")
+
+
+@pytest.mark.parametrize("api", ["chat", "responses", "messages"])
+def test_streamed_tool_calls_feed_tool_thrash_detection(make_guard, fake, api):
+    from breaker import LoopDetected, LoopPolicy
+
+    guard = make_guard(loops=LoopPolicy(max_tool_repeats=1)).instrument()
+    fake.default = Reply(tool_calls=[("search", {"q": "same", "n": 1})])
+    with guard.session(f"stream-thrash-{api}"):
+        with pytest.raises(LoopDetected):
+            for i in range(5):
+                if api == "chat":
+                    _drain(fake.openai(max_retries=0).chat.completions.create(
+                        model=OPENAI_MODEL, messages=messages(f"st{i}"), stream=True))
+                elif api == "responses":
+                    _drain(fake.openai(max_retries=0).responses.create(model=OPENAI_MODEL, input=f"st{i}", stream=True))
+                else:
+                    _final(fake.anthropic(max_retries=0).messages.stream(
+                        model=ANTHROPIC_MODEL, max_tokens=100, messages=messages(f"st{i}")), "get_final_message")
+    assert fake.count == 2  # the same tool call twice passes max_tool_repeats=1: the 3rd request is refused
