@@ -95,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
         except breaker.SessionKilled as e:
             killed = e
         display.done(killed)
-        records = ledger.records() if hasattr(ledger, "records") else []
+        records = [r for r in ledger.records() if r.session == session_id]  # not earlier runs in --ledger
         display.report(session, setup["budget"], group_records(records, [], "model"), killed,
                        time.monotonic() - started)
     if killed is None and not args.live:

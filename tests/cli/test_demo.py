@@ -42,6 +42,8 @@ def test_demo_shows_detection_degradation_and_the_kill_and_feeds_report(tmp_path
     # a second run on the same ledger is a new session, not born tripped
     again = cli("demo", "--ledger", db)
     assert again.returncode == 0 and re.search(r"^\s+1  retry loop\s+gpt-4o ", again.stdout, re.M), again.stdout
+    (gpt4o,) = re.findall(r"^ gpt-4o\s+(\d+)\s", again.stdout, re.M)
+    assert gpt4o == "3"  # its report covers its own session only
     assert len(json.loads(cli("report", "--ledger", db, "--format", "json").stdout)["by"]["session"]) == 2
 
 
