@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import wrapt
 
-from ..errors import BudgetExceeded
+from ..errors import BudgetExceeded, UsageError
 from ..usage import Usage
 
 if TYPE_CHECKING:
@@ -137,6 +137,18 @@ class _Guard:
             if error is None:
                 raise
 
+    def bad_usage(self, exc: Exception) -> Exception:
+        """The provider sent usage that cannot be read mid-stream: bill the worst case, explain."""
+        from ._pipeline import usage_error
+
+        ticket = self.ticket
+        self.meter.usage = Usage(input_tokens=ticket.call.input_tokens, output_tokens=ticket.output_budget)
+        error = exc if isinstance(exc, UsageError) and "worst case" in str(exc) else usage_error(
+            "A stream carried usage breaker cannot read", f"{type(exc).__name__}: {exc}"
+        )
+        self.finish(error)
+        return error
+
     def check(self) -> BudgetExceeded | None:
         seen = self.meter.seen_output
         self.ticket.streamed_output = seen
@@ -167,7 +179,14 @@ class GuardedStream(wrapt.ObjectProxy):  # type: ignore[misc]
             except BaseException as exc:
                 g.finish(exc)
                 raise
-            show = feed(event)
+            try:
+                show = feed(event)
+            except Exception as exc:
+                error = g.bad_usage(exc)
+                self.__wrapped__.close()
+                if error is exc:
+                    raise
+                raise error from exc
             cut = g.check()
             if cut is not None:
                 try:
@@ -221,7 +240,14 @@ class AsyncGuardedStream(wrapt.ObjectProxy):  # type: ignore[misc]
             except BaseException as exc:
                 g.finish(exc)
                 raise
-            show = feed(event)
+            try:
+                show = feed(event)
+            except Exception as exc:
+                error = g.bad_usage(exc)
+                await self.__wrapped__.close()
+                if error is exc:
+                    raise
+                raise error from exc
             cut = g.check()
             if cut is not None:
                 try:

@@ -121,13 +121,20 @@ class Rendered:
         return "".join(self.pieces)
 
     def text_chunks(self) -> list[str]:
-        """The visible text split into the reply's chunk count (one word each by default)."""
+        """The visible text split into the reply's chunk count (one word each by default).
+
+        Fewer chunks than words groups whole words; more chunks than words splits by characters.
+        """
         n = self.reply.chunks
-        if not n or not self.pieces:
-            return list(self.pieces)
-        text = self.text
-        size = max(1, -(-len(text) // n))
-        return [text[i : i + size] for i in range(0, len(text), size)]
+        pieces = self.pieces
+        if not n or not pieces:
+            return list(pieces)
+        if n >= len(pieces):  # more chunks than words: split the text by characters
+            text = self.text
+            size = max(1, -(-len(text) // n))
+            return [text[i : i + size] for i in range(0, len(text), size)]
+        size = -(-len(pieces) // n)
+        return ["".join(pieces[i : i + size]) for i in range(0, len(pieces), size)]
 
 
 def render(reply: Reply, received: Received) -> Rendered:

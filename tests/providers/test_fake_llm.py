@@ -79,3 +79,23 @@ def test_credentials_are_not_recorded(fake):
     fake.openai(api_key="sk-secret", max_retries=0).chat.completions.create(model="gpt-4o-mini", messages=MSGS)
     assert "authorization" not in fake.requests[0].headers
     assert "sk-secret" not in repr(fake.requests[0])
+
+
+def test_chunk_count_and_caps_in_every_format(fake):
+    oa, an = fake.openai(max_retries=0), fake.anthropic(max_retries=0)
+    fake.push(Reply(text="one two three four", chunks=2))
+    deltas = [c.choices[0].delta.content for c in oa.chat.completions.create(
+        model="gpt-4o-mini", messages=MSGS, stream=True) if c.choices[0].delta.content]
+    assert deltas == ["one two ", "three four"]
+    fake.push(Reply(text="one two three four"))
+    r = oa.responses.create(model="gpt-4o-mini", input="hi", max_output_tokens=2)
+    assert r.status == "incomplete" and r.usage.output_tokens == 2 and r.output_text == "one two "
+    fake.push(Reply(text="one two three four"))
+    m = an.messages.create(model="claude-haiku-4-5", max_tokens=3, messages=MSGS)
+    assert m.stop_reason == "max_tokens" and m.usage.output_tokens == 3
+
+
+def test_replies_can_be_computed_from_the_request(fake):
+    fake.default = lambda req: Reply(text=f"you sent {len(req.body['messages'])} messages")
+    r = fake.openai(max_retries=0).chat.completions.create(model="gpt-4o-mini", messages=MSGS * 3)
+    assert r.choices[0].message.content == "you sent 3 messages"

@@ -159,3 +159,15 @@ async def test_async_stream_broken(guard, fake):
                 async for _ in st:
                     pass
         assert s.calls == 1 and s.tokens >= 30
+
+
+def test_malformed_streamed_usage_is_an_error_billed_at_worst_case(guard, fake):
+    from breaker import UsageError
+
+    fake.push(Reply(raw_usage={"prompt_tokens": 5, "completion_tokens": -3}))
+    client = fake.openai(max_retries=0)
+    with guard.session("bad-stream") as s:
+        with pytest.raises(UsageError, match="worst case"):
+            for _ in _stream(client, "bad-stream", max_tokens=50):
+                pass
+        assert s.calls == 1 and s.tokens >= 50  # the whole reservation, never a silent $0
