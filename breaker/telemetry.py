@@ -5,7 +5,10 @@ The engine only talks to a narrow interface of three methods:
 * ``start(call, session)`` right after a call's reservation is granted; what
   it returns is stored on ``ticket.span``;
 * ``end(ticket, usage, cost_nano, error)`` when the call is settled;
-* ``event(ticket_or_None, event)`` for every alert event.
+* ``event(ticket_or_None, event)`` for every alert event;
+
+and adapters may use ``activate(ticket)``, a context manager that makes the
+call's span current while the request is sent.
 
 ``NoTelemetry`` does nothing. ``OTel`` follows the OpenTelemetry GenAI
 semantic conventions and depends on ``opentelemetry-api`` alone, as a library
@@ -37,6 +40,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from contextlib import AbstractContextManager, nullcontext
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
@@ -74,8 +78,12 @@ class NoTelemetry:
     def event(self, ticket: Ticket | None, event: Event) -> None:
         pass
 
+    def activate(self, ticket: Ticket) -> AbstractContextManager[Any]:
+        return _NULL
+
 
 Telemetry = NoTelemetry
+_NULL = nullcontext()
 
 
 class _CallSpan:
@@ -318,6 +326,19 @@ class OTel:
                 span.record_exception(error)
         if owned:
             span.end()
+
+    def activate(self, ticket: Ticket) -> AbstractContextManager[Any]:
+        """Make the call's span current while the request is sent (for adapters).
+
+        Spans started inside (an instrumented HTTP client, say) then become
+        children of the model call's span. A no-op when nothing records or in
+        annotate mode. Never ends the span: ``settle`` does.
+        """
+        handle = ticket.span
+        if type(handle) is not _CallSpan or not handle.owned or handle.ended:
+            return _NULL
+        return self._trace.use_span(handle.span, end_on_exit=False, record_exception=False,
+                                    set_status_on_exception=False)
 
     # ------------------------------------------------------------------ events
     def event(self, ticket: Ticket | None, event: Event) -> None:

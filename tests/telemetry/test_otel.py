@@ -311,3 +311,19 @@ async def test_concurrent_tasks_each_get_their_own_spans_and_events(otel):
             if e.name == "breaker.threshold":
                 assert e.attributes["breaker.session"] == s.attributes["breaker.session"]
     assert sum(e.name == "breaker.threshold" for s in spans for e in s.events) == 2
+
+
+def test_activate_makes_the_call_span_the_parent_of_spans_inside(otel):
+    guard = Breaker(alerts=[], telemetry=otel.telemetry())
+    http = otel.tracer_provider.get_tracer("http-client")
+    with guard.session("t-act"):
+        ticket = guard.admit(call())
+        with guard.telemetry.activate(ticket):
+            with http.start_as_current_span("POST /v1/chat/completions"):
+                pass
+        guard.settle(ticket, Usage(1000, 500))
+    inner, outer = otel.spans()
+    assert outer.name == "chat gpt-4o-mini"
+    assert inner.parent is not None and inner.parent.span_id == outer.context.span_id
+    with NoTelemetry().activate(ticket):  # the no-op interface has it too
+        pass
