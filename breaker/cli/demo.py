@@ -42,6 +42,7 @@ LIVE = {"model": "gpt-4o-mini", "cheaper": "gpt-4.1-nano", "budget": 0.01}
 
 
 def add_parser(sub: Any) -> None:
+    """Register ``breaker demo``."""
     p = sub.add_parser("demo", help=HELP, description=DESCRIPTION,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--live", action="store_true", help="call the real OpenAI API (needs OPENAI_API_KEY; spends < $0.01)")
@@ -52,6 +53,7 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run the runaway agent; 0 once it was killed as intended (1 if the offline run was not)."""
     if args.live and not os.environ.get("OPENAI_API_KEY"):
         raise CliError("--live calls the real OpenAI API and needs OPENAI_API_KEY in the environment; "
                        "run `breaker demo` without --live for the offline demo (no key needed)")

@@ -66,6 +66,7 @@ examples:
 
 
 def add_parser(sub: Any) -> None:
+    """Register ``breaker forecast``; ``--help`` explains the growth multipliers."""
     p = sub.add_parser("forecast", help=HELP, description=DESCRIPTION, epilog=EXAMPLES,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     add_ledger_arguments(p)
@@ -114,6 +115,7 @@ def _row(feature: str, nano: int, calls: int, scale: float) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Print the forecast; 2 (via ``CliError``) for a bad period or an unusable ledger."""
     period = parse_period(args.period)
     history = read_history(args.ledger, args.since if args.since is not None else args.period, prefix=args.prefix)
     rows, scale, start = forecast(history, period, since_given=args.since is not None)

@@ -52,6 +52,7 @@ RATE_LABELS: dict[str, tuple[str, str, int]] = {
 
 
 def add_parser(sub: Any) -> None:
+    """Register ``breaker prices``."""
     p = sub.add_parser("prices", help=HELP, description=DESCRIPTION, epilog=EXAMPLES,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", metavar="MODEL", help="the model name as your requests give it (gpt-4o, "
@@ -64,6 +65,7 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Print the price the engine would use; 2 (via ``CliError``) for a model with none."""
     book = PriceBook(_load_overrides(args.prices))
     price = book.lookup(args.model, args.provider)
     if price is None:

@@ -173,6 +173,7 @@ FLAT_KEYS = (
 
 
 def add_parser(sub: Any) -> None:
+    """Register ``breaker report`` (its options double as its documentation)."""
     p = sub.add_parser("report", help=HELP, description=DESCRIPTION, epilog=EXAMPLES,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     add_ledger_arguments(p)
@@ -197,6 +198,7 @@ def _top(text: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Print the spend report; 2 (via ``CliError``) for a missing, unreadable or empty ledger."""
     history = read_history(args.ledger, args.since, prefix=args.prefix)
     bys: Sequence[str] = list(dict.fromkeys(args.by or GROUPS))
     groups = {by: group_records(history.records, history.outcomes, by) for by in bys}
