@@ -221,7 +221,10 @@ class Webhook:
                 self._drain(q)
                 return
             try:
-                self._deliver(event)
+                if self._closed.is_set():  # close() gave up waiting: what is left is dropped, and counted
+                    self._drop("queue_full", "the sink was closed before it could be sent", event)
+                else:
+                    self._deliver(event)
             except BaseException:  # the worker must outlive anything one event does
                 log.exception("webhook %s: unexpected error delivering a %s event", self._where, event.kind)
             finally:
@@ -229,6 +232,8 @@ class Webhook:
                     self._pending -= 1
                     if not self._pending:
                         self._idle.notify_all()
+            if self._closed.is_set() and q.empty():
+                return
 
     def _drain(self, q: queue.Queue[Any]) -> None:
         """After close: events that slipped in behind the stop marker are dropped, and counted."""

@@ -219,3 +219,17 @@ def test_a_sink_is_safe_to_call_from_many_threads(receivers, webhooks):
         t.join(10)
     assert sink.flush(10)
     assert sink.delivered == 80 and len({q["json"]["key"] for q in r.requests}) == 80
+
+
+def test_close_with_a_backlog_drops_and_counts_what_is_left(receivers, webhooks):
+    r = receivers(hang=True)
+    sink = webhooks(r.url, max_queue=10, timeout=5.0)
+    sink(ev(n=0))
+    assert r.got_request.wait(5)
+    for n in range(1, 11):
+        sink(ev(n=n))  # the queue is now full behind the hanging delivery
+    assert sink.close(0.05) is False
+    r.release.set()  # the first delivery completes; the ten behind it are given up
+    assert sink.flush(10)
+    assert sink.delivered == 1 and sink.dropped_queue_full == 10
+    assert len(r.requests) == 1
