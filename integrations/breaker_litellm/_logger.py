@@ -1,0 +1,312 @@
+"""``BreakerLogger``: budgets and loop detection for ``litellm.completion`` / ``acompletion``.
+
+Async calls (``acompletion``) are admitted in ``async_pre_call_deployment_hook``,
+which LiteLLM awaits before it builds the request and which may change the
+request: the ticket's patch is applied there (a lower ``max_tokens``, a
+cheaper model), and the call is settled in
+``async_post_call_success_deployment_hook``, in the same task, as soon as the
+response is back. Sync calls (``completion``) have no such hook: they are
+admitted in ``log_pre_api_call``, which LiteLLM calls right before the
+provider request (a ``breaker.Tripped`` passes through its ``except
+Exception``, so a refused call is never sent), when the request is already
+built — a call the budget can pay only with a patch is refused rather than
+sent unchanged — and settled in the success event, which LiteLLM runs in a
+worker thread. Failures are settled in the failure events. Every step is
+matched by ``litellm_call_id``; whichever event comes first settles, the
+others find nothing to do.
+
+Without ``max_tokens`` the worst case is the model's maximum output (from
+LiteLLM's model table).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from breaker import Breaker, BudgetExceeded, Call, ConfigError, Ticket, Usage
+from breaker.estimate import estimate
+from breaker.providers._tools import args_fingerprint
+
+try:
+    import litellm
+    from litellm.integrations.custom_logger import CustomLogger
+except ImportError as exc:  # pragma: no cover - exercised by the missing-framework test
+    raise ImportError(
+        f"BreakerLogger needs LiteLLM, which is not installed ({exc.name} is missing): "
+        f"pip install 'agent-cost-breaker[litellm]'"
+    ) from exc
+
+__all__ = ["BreakerLogger", "usage_from_litellm"]
+
+_CAPS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
+_PENDING_LIMIT = 10_000
+
+
+class BreakerLogger(CustomLogger):
+    """A LiteLLM ``CustomLogger`` that admits calls before they are sent and settles them exactly.
+
+    Args:
+        guard: the engine whose budgets apply (calls are attributed to the
+            ``guard.session(...)`` the call is made in; LiteLLM copies the
+            context into the threads it uses).
+
+    Register it with ``litellm.callbacks = [BreakerLogger(guard)]``. A refused
+    call raises ``breaker.Tripped`` out of ``litellm.completion`` (a
+    ``BaseException`` that ``except Exception`` cannot swallow).
+    """
+
+    def __init__(self, guard: Breaker) -> None:
+        if not isinstance(guard, Breaker):
+            raise ConfigError(f"BreakerLogger needs a breaker.Breaker, got {guard!r}")
+        super().__init__()
+        self.guard = guard
+        self._pending: dict[str, Ticket] = {}
+        self._lock = threading.Condition()
+
+    def wait_settled(self, timeout: float = 10.0) -> bool:
+        """Wait until every admitted call is settled; ``False`` if some are still open after ``timeout``.
+
+        LiteLLM runs sync success callbacks in a worker thread after
+        ``completion`` has returned, so a session's figures can lag its last
+        call by that much; call this before reading them at the end of a run.
+        """
+        with self._lock:
+            return self._lock.wait_for(lambda: not self._pending, timeout)
+
+    async def wait_settled_async(self, timeout: float = 10.0) -> bool:
+        """``wait_settled`` for event loops: LiteLLM settles async calls in tasks on this loop, so yield to them."""
+        import asyncio
+
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self._pending:
+            if asyncio.get_running_loop().time() >= deadline:
+                return False
+            await asyncio.sleep(0.005)
+        return True
+
+    # ------------------------------------------------------------------ admission
+    async def async_pre_call_deployment_hook(self, kwargs: dict[str, Any], call_type: Any) -> dict[str, Any] | None:
+        """Admit an async call before LiteLLM builds the request, and apply the ticket's patch to it."""
+        messages = kwargs.get("messages")
+        if messages is None or self.guard.inflight() is not None:
+            return None  # not a chat call, or an outer layer counts it
+        model, provider = _split(kwargs.get("model") or "", kwargs.get("custom_llm_provider"))
+        if _seen_by_sdk_layer(self.guard, {"custom_llm_provider": provider, "litellm_params": kwargs}):
+            return None
+        call = self._describe(model, messages, {**kwargs, "optional_params": kwargs, "custom_llm_provider": provider})
+        ticket = await self.guard.admit_async(call)
+        self._hold(_call_id(kwargs), ticket)
+        patch = ticket.patch
+        if not patch:
+            return None
+        kwargs = dict(kwargs)
+        if patch.model is not None:
+            prefix = kwargs["model"][: len(kwargs["model"]) - len(model)]
+            kwargs["model"] = prefix + patch.model
+        if patch.max_output_tokens is not None:
+            field = next((c for c in _CAPS if kwargs.get(c) is not None), "max_tokens")
+            kwargs[field] = patch.max_output_tokens
+        if patch.reasoning_effort is not None and kwargs.get("reasoning_effort") is not None:
+            kwargs["reasoning_effort"] = patch.reasoning_effort
+        return kwargs
+
+    async def async_post_call_success_deployment_hook(self, request_data: dict[str, Any], response: Any, call_type: Any) -> Any:
+        """Settle an async call as soon as its response is back (same task: the next call sees the spend)."""
+        self._succeeded(request_data, response)
+        return None
+
+    def log_pre_api_call(self, model: str, messages: Any, kwargs: dict[str, Any]) -> None:
+        """Admit a sync call right before it is sent (async calls were admitted already)."""
+        key = _call_id(kwargs)
+        with self._lock:
+            if key in self._pending:
+                return  # admitted by async_pre_call_deployment_hook
+        if self.guard.inflight() is not None:  # an outer layer already counts this call
+            return
+        if _seen_by_sdk_layer(self.guard, kwargs):
+            return  # guard.instrument() admits this call inside the OpenAI SDK, where it can patch it: count it once
+        ticket = self.guard.admit(self._describe(model, messages, kwargs))
+        patch = ticket.patch
+        if patch.model is not None or patch.max_output_tokens is not None:
+            self.guard.release(ticket)
+            raise _cannot_patch(ticket)
+        self._hold(key, ticket)
+
+    def _hold(self, key: str | None, ticket: Ticket) -> None:
+        """Keep ``ticket`` until an event settles it; a leftover under the same id (a retry) is settled as failed."""
+        with self._lock:
+            stale = self._pending.pop(key, None) if key else None
+            if key:
+                self._pending[key] = ticket
+                if len(self._pending) > _PENDING_LIMIT:  # events that never came: give the oldest back
+                    oldest = next(iter(self._pending))
+                    stale = stale or self._pending.pop(oldest)
+        if stale is not None:  # a retry of the same call id: the earlier attempt failed
+            self.guard.settle(stale, None, error=RuntimeError("retried by LiteLLM"))
+        if not key:
+            self.guard.release(ticket)  # nothing to match a settlement to: enforce, do not leak
+
+    # ------------------------------------------------------------------ settlement
+    def log_success_event(self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any) -> None:
+        self._succeeded(kwargs, response_obj)
+
+    async def async_log_success_event(self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any) -> None:
+        self._succeeded(kwargs, response_obj)
+
+    def log_failure_event(self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any) -> None:
+        self._failed(kwargs)
+
+    async def async_log_failure_event(self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any) -> None:
+        self._failed(kwargs)
+
+    def _take(self, kwargs: dict[str, Any]) -> Ticket | None:
+        key = _call_id(kwargs)
+        with self._lock:
+            return self._pending.pop(key, None) if key else None
+
+    def _done(self) -> None:
+        with self._lock:
+            self._lock.notify_all()
+
+    def _succeeded(self, kwargs: dict[str, Any], response: Any) -> None:
+        ticket = self._take(kwargs)
+        if ticket is None:
+            return
+        try:
+            usage = getattr(response, "usage", None)
+            if usage is None:  # nothing reported: charge the reservation, never $0
+                self.guard.settle(ticket, Usage(input_tokens=ticket.call.input_tokens, output_tokens=ticket.output_budget))
+            else:
+                self.guard.settle(ticket, usage_from_litellm(usage), tool_calls=_tool_calls(response))
+        finally:
+            self._done()
+
+    def _failed(self, kwargs: dict[str, Any]) -> None:
+        ticket = self._take(kwargs)
+        if ticket is not None:
+            error = kwargs.get("exception")
+            try:
+                self.guard.settle(ticket, None, error=error if isinstance(error, BaseException) else RuntimeError(str(error)))
+            finally:
+                self._done()
+
+    # ------------------------------------------------------------------ request
+    def _describe(self, model: str, messages: Any, kwargs: dict[str, Any]) -> Call:
+        params = kwargs.get("optional_params") or {}
+        provider = kwargs.get("custom_llm_provider") or (kwargs.get("litellm_params") or {}).get("custom_llm_provider")
+        cap = next((params[c] for c in _CAPS if isinstance(params.get(c), int)), None)
+        if cap is None:
+            cap = _max_output(model, provider)
+        tools = params.get("tools") or params.get("functions")
+        system = params.get("system")
+        items = messages if isinstance(messages, list) else [messages]
+        bound, fp, count = estimate(model, items, system=system, tools=tools or None)
+        names = tuple(_tool_name(t) for t in tools or ())
+        return Call(
+            model, provider, input_tokens=bound, max_output_tokens=cap, fingerprint=fp, tools=names,
+            stream=bool(params.get("stream") or kwargs.get("stream")), messages=count,
+            attrs={"framework": "litellm"},
+        )
+
+
+def usage_from_litellm(usage: Any) -> Usage:
+    """A LiteLLM ``Usage`` (OpenAI chat shape, for every provider) as a ``breaker.Usage``.
+
+    LiteLLM reports ``prompt_tokens`` with cache reads and writes included
+    (the OpenAI convention) and the parts in ``prompt_tokens_details`` /
+    ``cache_read_input_tokens`` / ``cache_creation_input_tokens``; should a
+    provider's prompt count leave the cached parts out, they are added back,
+    so cached tokens are never billed twice nor dropped.
+    """
+    details = _get(usage, "prompt_tokens_details")
+    out_details = _get(usage, "completion_tokens_details")
+    cache_read = _int(usage, "cache_read_input_tokens") or _int(details, "cached_tokens")
+    cache_write = _int(usage, "cache_creation_input_tokens") or _int(details, "cache_creation_tokens") \
+        or _int(details, "cache_write_tokens")
+    prompt = _int(usage, "prompt_tokens")
+    if cache_read + cache_write > prompt:
+        prompt += cache_read + cache_write
+    output = _int(usage, "completion_tokens")
+    reasoning = min(_int(out_details, "reasoning_tokens"), output)
+    return Usage(
+        input_tokens=prompt, output_tokens=output, cache_read_tokens=cache_read,
+        cache_write_tokens=cache_write, reasoning_tokens=reasoning,
+    )
+
+
+def _cannot_patch(ticket: Ticket) -> BudgetExceeded:
+    """The refusal for a call the budget can pay only if it were changed, which this hook cannot do."""
+    call, patch = ticket.call, ticket.patch
+    if patch.model is not None:
+        why = (f"the budget asks to degrade {call.model} to {patch.model}, but LiteLLM has built the request "
+               f"already; use guard.instrument() for OpenAI/Anthropic clients, or no degrade budget")
+    else:
+        why = (f"the budget can pay for {patch.max_output_tokens} output tokens but the call may produce "
+               f"{call.max_output_tokens}; pass max_tokens= low enough")
+    return BudgetExceeded(
+        f"Session {ticket.session.id!r}: the call to {call.model} was refused before it was sent: {why}.",
+        scope="session", key=ticket.session.id, reason="budget", metric="usd",
+        session=ticket.session.id, sticky=False,
+    )
+
+
+def _split(model: str, provider: str | None) -> tuple[str, str | None]:
+    """``("gpt-4o", "openai")`` from ``"openai/gpt-4o"``, as LiteLLM routes it."""
+    try:
+        name, found, _, _ = litellm.get_llm_provider(model=model, custom_llm_provider=provider)
+        return name, found
+    except Exception:
+        return model, provider
+
+
+def _seen_by_sdk_layer(guard: Breaker, kwargs: dict[str, Any]) -> bool:
+    """Whether ``guard.instrument()`` will see this call: LiteLLM sends OpenAI and Azure calls with the OpenAI SDK.
+
+    (Its Anthropic route speaks HTTP itself, so the plugin admits those.)
+    """
+    if not getattr(guard, "_instrumented", False):
+        return False
+    provider = kwargs.get("custom_llm_provider") or (kwargs.get("litellm_params") or {}).get("custom_llm_provider")
+    return provider in ("openai", "azure") and not (kwargs.get("litellm_params") or {}).get("mock_response")
+
+
+def _call_id(kwargs: dict[str, Any]) -> str | None:
+    key = kwargs.get("litellm_call_id") or (kwargs.get("litellm_params") or {}).get("litellm_call_id")
+    return str(key) if key else None
+
+
+def _max_output(model: str, provider: str | None) -> int | None:
+    """The most output tokens the model can produce, from LiteLLM's local model table."""
+    try:
+        info = litellm.get_model_info(model, custom_llm_provider=provider)
+    except Exception:
+        return None
+    value = info.get("max_output_tokens") or info.get("max_tokens")
+    return int(value) if isinstance(value, int) and value > 0 else None
+
+
+def _get(obj: Any, name: str) -> Any:
+    if obj is None:
+        return None
+    return obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)
+
+
+def _int(obj: Any, name: str) -> int:
+    value = _get(obj, name)
+    return int(value) if isinstance(value, (int, float)) and value > 0 else 0
+
+
+def _tool_name(tool: Any) -> str:
+    fn = _get(tool, "function")
+    return str(_get(fn, "name") if fn is not None else _get(tool, "name"))
+
+
+def _tool_calls(response: Any) -> tuple[tuple[str, str], ...]:
+    calls = []
+    for choice in _get(response, "choices") or ():
+        message = _get(choice, "message")
+        for call in _get(message, "tool_calls") or ():
+            fn = _get(call, "function")
+            calls.append((str(_get(fn, "name")), args_fingerprint(_get(fn, "arguments"))))
+    return tuple(calls)
