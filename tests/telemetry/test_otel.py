@@ -261,6 +261,7 @@ def test_broken_telemetry_never_breaks_a_call(otel, caplog):
         assert s.calls == 1 and s.cost_usd == pytest.approx(cost / 1e9)
         run(guard)
         assert s.calls == 2
+    assert "breaker telemetry failed to start a span" in caplog.text  # caught, logged, and the call went on
 
 
 def test_make_telemetry_options():
