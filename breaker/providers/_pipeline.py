@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..call import Call, Patch, Ticket
-from ..errors import UsageError
+from ..errors import Tripped, UsageError
 from ..usage import Usage
 from ._streams import AsyncGuardedStream, GuardedStream, Meter, guard_raw_stream_response
 
@@ -147,7 +147,10 @@ def _failed(guard: Breaker, adapter: Adapter, ticket: Ticket, exc: BaseException
             return
         except Exception:  # fall through: settle as a failure
             pass
-    if not isinstance(exc, Exception):  # CancelledError, KeyboardInterrupt, a Tripped from a nested layer
+    if isinstance(exc, Tripped):  # a nested guard refused it: never sent
+        guard.release(ticket)
+        return
+    if not isinstance(exc, Exception):  # CancelledError, KeyboardInterrupt: the provider may have the request
         guard.settle(ticket, Usage(input_tokens=ticket.call.input_tokens))
         return
     guard.settle(ticket, None, error=exc)

@@ -112,13 +112,18 @@ def _cut_error(ticket: Ticket, seen: int) -> BudgetExceeded:
 class _Guard:
     """The bookkeeping shared by the sync and async proxies (kept off the proxy for speed)."""
 
-    __slots__ = ("guard", "ticket", "meter", "done")
+    __slots__ = ("guard", "ticket", "meter", "done", "reading")
 
     def __init__(self, guard: Breaker, ticket: Ticket, meter: Meter) -> None:
         self.guard = guard
         self.ticket = ticket
         self.meter = meter
         self.done = False
+        self.reading = False  # inside the SDK's __next__: its own closing is followed by an end or an error
+
+    def closed(self) -> None:
+        if not self.reading:
+            self.finish()
 
     def finish(self, error: BaseException | None = None) -> None:
         if self.done:
@@ -157,12 +162,49 @@ class _Guard:
         return None
 
 
+def _on_response_close(stream: Any, g: _Guard, name: str) -> None:
+    """Settle when the HTTP response is closed by anyone.
+
+    The SDKs' stream helpers (``chat.completions.stream()``, ``responses.stream()``)
+    close the HTTP response directly on early exit rather than the stream
+    object, so the proxy would only notice at garbage collection; hooking the
+    response's own ``close`` settles at once.
+    """
+    response = getattr(stream, "response", None)
+    original = getattr(response, name, None)
+    if original is None:
+        return
+    if name == "aclose":
+
+        async def aclose() -> None:
+            try:
+                await original()
+            finally:
+                g.closed()
+
+        hook: Any = aclose
+    else:
+
+        def close() -> None:
+            try:
+                original()
+            finally:
+                g.closed()
+
+        hook = close
+    try:
+        setattr(response, name, hook)
+    except (AttributeError, TypeError):  # a response type that refuses: GC and close() still settle
+        pass
+
+
 class GuardedStream(wrapt.ObjectProxy):  # type: ignore[misc]
     """A sync SDK stream, metered and settled exactly once."""
 
     def __init__(self, wrapped: Any, guard: Breaker, ticket: Ticket, meter: Meter) -> None:
         super().__init__(wrapped)
         self._self_g = _Guard(guard, ticket, meter)
+        _on_response_close(wrapped, self._self_g, "close")
 
     def __iter__(self) -> GuardedStream:
         return self
@@ -171,6 +213,7 @@ class GuardedStream(wrapt.ObjectProxy):  # type: ignore[misc]
         g = self._self_g
         feed = g.meter.feed
         while True:
+            g.reading = True
             try:
                 event = self.__wrapped__.__next__()
             except StopIteration:
@@ -179,6 +222,8 @@ class GuardedStream(wrapt.ObjectProxy):  # type: ignore[misc]
             except BaseException as exc:
                 g.finish(exc)
                 raise
+            finally:
+                g.reading = False
             try:
                 show = feed(event)
             except Exception as exc:
@@ -224,6 +269,7 @@ class AsyncGuardedStream(wrapt.ObjectProxy):  # type: ignore[misc]
     def __init__(self, wrapped: Any, guard: Breaker, ticket: Ticket, meter: Meter) -> None:
         super().__init__(wrapped)
         self._self_g = _Guard(guard, ticket, meter)
+        _on_response_close(wrapped, self._self_g, "aclose")
 
     def __aiter__(self) -> AsyncGuardedStream:
         return self
@@ -232,6 +278,7 @@ class AsyncGuardedStream(wrapt.ObjectProxy):  # type: ignore[misc]
         g = self._self_g
         feed = g.meter.feed
         while True:
+            g.reading = True
             try:
                 event = await self.__wrapped__.__anext__()
             except StopAsyncIteration:
@@ -240,6 +287,8 @@ class AsyncGuardedStream(wrapt.ObjectProxy):  # type: ignore[misc]
             except BaseException as exc:
                 g.finish(exc)
                 raise
+            finally:
+                g.reading = False
             try:
                 show = feed(event)
             except Exception as exc:

@@ -171,3 +171,21 @@ def test_malformed_streamed_usage_is_an_error_billed_at_worst_case(guard, fake):
             for _ in _stream(client, "bad-stream", max_tokens=50):
                 pass
         assert s.calls == 1 and s.tokens >= 50  # the whole reservation, never a silent $0
+
+
+@pytest.mark.parametrize("helper", ["chat", "responses"])
+def test_leaving_a_stream_helper_early_settles_at_once(guard, fake, helper):
+    fake.push(Reply(text=WORDS, input_tokens=30))
+    client = fake.openai(max_retries=0)
+    with guard.session(f"early-{helper}") as s:
+        if helper == "chat":
+            manager = client.chat.completions.stream(model=OPENAI_MODEL, messages=messages("early"))
+        else:
+            manager = client.responses.stream(model=OPENAI_MODEL, input="early")
+        with manager as stream:
+            for event in stream:
+                if "delta" in event.type:
+                    break
+        assert s.calls == 1 and s.tokens > 30  # settled on exit, not at garbage collection
+        kept = stream  # still referenced: nothing was collected
+    assert kept is not None
