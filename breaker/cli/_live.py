@@ -44,6 +44,7 @@ class Display:
         self.budget = budget
         self.calls = 0
         self.spent = 0.0
+        self._last: dict[str, str] = {}  # the last message of each kind
 
     def line(self, text: str, style: str | None = None) -> None:
         print(text, flush=True)
@@ -78,8 +79,13 @@ class Display:
     def event(self, event: Event) -> None:
         """An alert sink: every event the guard emits becomes a line."""
         label = LABELS.get(event.kind)
-        if label is not None:
-            self.line(f"     {label:<8} {event.message}", STYLES.get(label))
+        if label is None:
+            return
+        if self._last.get(event.kind) == event.message:  # a detector that keeps firing: say so, briefly
+            self.line(f"     {label:<8} the same again", STYLES.get(label))
+            return
+        self._last[event.kind] = event.message
+        self.line(f"     {label:<8} {event.message}", STYLES.get(label))
 
     def done(self, killed: BaseException | None) -> None:
         self.line("")
