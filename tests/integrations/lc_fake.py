@@ -55,6 +55,22 @@ class ScriptedChat(BaseChatModel):
     async def _agenerate(self, messages, stop=None, run_manager=None, **kwargs: Any) -> ChatResult:
         return self._reply(messages, kwargs)
 
+    def _stream(self, messages, stop=None, run_manager=None, **kwargs: Any):
+        """Stream the scripted answer word by word (one token a chunk, like providers)."""
+        from langchain_core.messages import AIMessageChunk
+        from langchain_core.outputs import ChatGenerationChunk
+
+        cap = kwargs.get("max_tokens", self.max_tokens)
+        self.sent.append((self.model_name, cap, len(messages)))
+        message = self.script(len(self.sent), messages)
+        words = str(message.content).split(" ")
+        for i, word in enumerate(words):
+            chunk = ChatGenerationChunk(message=AIMessageChunk(content=word + " "))
+            if run_manager is not None:
+                run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+            yield chunk
+        yield ChatGenerationChunk(message=AIMessageChunk(content="", usage_metadata=message.usage_metadata))
+
     def bind_tools(self, tools, *, tool_choice=None, **kwargs: Any):
         return self.bind(tools=[getattr(t, "name", t) for t in tools], **kwargs)
 

@@ -1,0 +1,151 @@
+"""``BreakerCallbackHandler``: budgets and loop detection for any LangChain runnable or legacy agent.
+
+Callbacks see every chat-model call of a runnable, whatever builds it
+(LCEL chains, ``AgentExecutor``, LangGraph graphs), but only *around* the
+call: they can refuse it (``on_chat_model_start`` runs before the request is
+sent) and account for it (``on_llm_end``), not change it. So a call that the
+budget can pay only if it were degraded or had a lower ``max_tokens`` is
+refused rather than sent unchanged; use ``BreakerMiddleware`` with
+``create_agent`` for degradation.
+
+LangChain swallows exceptions raised in handlers unless ``raise_error`` is
+set; with it set, ``UnknownPrice`` reaches the caller, and a ``Tripped`` (a
+``BaseException``) passes any ``except Exception`` on the way. The handler
+runs inline (``run_inline``), in the context of the model call, so it can
+mark the call as counted for an SDK layer (``guard.instrument()``) below.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+from uuid import UUID
+
+from breaker import Breaker, BudgetExceeded, ConfigError, Ticket, Usage
+
+from ._messages import CAP_FIELDS, describe, tool_calls_of, usage_or_bound
+from ._require import require
+
+require("langchain_core.callbacks", "BreakerCallbackHandler needs langchain-core")
+
+from langchain_core.callbacks import BaseCallbackHandler  # noqa: E402
+
+__all__ = ["BreakerCallbackHandler"]
+
+
+class BreakerCallbackHandler(BaseCallbackHandler):
+    """Admit each chat-model call in ``on_chat_model_start``, meter its stream, settle it in ``on_llm_end``.
+
+    Args:
+        guard: the engine whose budgets apply (calls are attributed to the
+            ``guard.session(...)`` the runnable is invoked in).
+        model: the model name to price calls with, for chat models that do
+            not report one in their LangSmith parameters.
+
+    Pass it in the config: ``chain.invoke(x, config={"callbacks": [handler]})``.
+    """
+
+    raise_error = True
+    run_inline = True
+
+    def __init__(self, guard: Breaker, model: str | None = None) -> None:
+        if not isinstance(guard, Breaker):
+            raise ConfigError(f"BreakerCallbackHandler needs a breaker.Breaker, got {guard!r}")
+        self.guard = guard
+        self.model = model
+        self._open: dict[UUID, tuple[Ticket, Any]] = {}
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ admission
+    def on_chat_model_start(
+        self, serialized: dict[str, Any], messages: list[list[Any]], *, run_id: UUID,
+        metadata: dict[str, Any] | None = None, invocation_params: dict[str, Any] | None = None, **kwargs: Any,
+    ) -> None:
+        guard = self.guard
+        if guard.inflight() is not None:  # an outer layer (BreakerMiddleware) counts this call
+            return
+        metadata = metadata or {}
+        params = invocation_params or kwargs.get("invocation_params") or {}
+        name = self.model or metadata.get("ls_model_name") or params.get("model") or params.get("model_name")
+        if not name:
+            raise ConfigError(
+                f"{serialized.get('name') if serialized else 'This chat model'} does not say which model it calls; "
+                f"pass it: BreakerCallbackHandler(guard, model='gpt-4o')"
+            )
+        cap = next((params[f] for f in CAP_FIELDS if isinstance(params.get(f), int)), metadata.get("ls_max_tokens"))
+        call = describe(
+            str(name), metadata.get("ls_provider"), [m for batch in messages for m in batch], params.get("tools") or (),
+            max_output_tokens=cap if isinstance(cap, int) else None, stream=bool(params.get("stream")),
+        )
+        ticket = guard.admit(call)
+        if ticket.patch.model is not None or ticket.patch.max_output_tokens is not None:
+            guard.release(ticket)
+            raise _cannot_patch(ticket)
+        token = guard._inflight.set(ticket)
+        with self._lock:
+            self._open[run_id] = (ticket, token)
+
+    # ------------------------------------------------------------------ streams
+    def on_llm_new_token(self, token: str, *, chunk: Any = None, run_id: UUID, **kwargs: Any) -> None:
+        """Count streamed output; stop the stream once it passes what the reservation pays for.
+
+        A chunk counts as one token unless it reports usage; providers stream
+        about one token per chunk.
+        """
+        with self._lock:
+            entry = self._open.get(run_id)
+        if entry is None:
+            return
+        ticket = entry[0]
+        message = getattr(chunk, "message", None)
+        reported = (getattr(message, "usage_metadata", None) or {}).get("output_tokens")
+        ticket.streamed_output = max(ticket.streamed_output + (1 if token else 0), reported or 0)
+        if ticket.streamed_output > ticket.output_budget:
+            self._finish(run_id, Usage(input_tokens=ticket.call.input_tokens, output_tokens=ticket.streamed_output))
+            raise BudgetExceeded(
+                f"Session {ticket.session.id!r}: the stream from {ticket.model} passed the {ticket.output_budget} "
+                f"output tokens its budget reserved, and was cut.",
+                scope="session", key=ticket.session.id, reason="stream", metric="tokens",
+                spent=float(ticket.streamed_output), limit=float(ticket.output_budget), session=ticket.session.id,
+                sticky=False,
+            )
+
+    # ------------------------------------------------------------------ settlement
+    def on_llm_end(self, response: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        with self._lock:
+            entry = self._open.get(run_id)
+        if entry is None:
+            return
+        messages = [g.message for batch in response.generations for g in batch if hasattr(g, "message")]
+        self._finish(run_id, usage_or_bound(messages, entry[0].call), tool_calls_of(messages))
+
+    def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        self._finish(run_id, None, error=error)
+
+    def _finish(self, run_id: UUID, usage: Usage | None, tool_calls: Any = (), error: BaseException | None = None) -> None:
+        with self._lock:
+            entry = self._open.pop(run_id, None)
+        if entry is None:
+            return
+        ticket, token = entry
+        try:
+            self.guard._inflight.reset(token)
+        except ValueError:  # ended in another context than it started in: that context ends with its task
+            pass
+        self.guard.settle(ticket, usage, tool_calls=tool_calls, error=error)
+
+
+def _cannot_patch(ticket: Ticket) -> BudgetExceeded:
+    """The refusal for a call the budget can pay only if it were changed, which a callback cannot do."""
+    call, patch = ticket.call, ticket.patch
+    if patch.model is not None:
+        why = (f"the budget asks to degrade {call.model} to {patch.model}, but a callback cannot change the "
+               f"model; use BreakerMiddleware with create_agent")
+    else:
+        why = (f"the budget can pay for {patch.max_output_tokens} output tokens but the call may produce "
+               f"{call.max_output_tokens or 'its whole context window of'} tokens; set max_tokens on the chat model")
+    return BudgetExceeded(
+        f"Session {ticket.session.id!r}: the call to {call.model} was refused before it was sent: {why}.",
+        scope="session", key=ticket.session.id, reason="budget", metric="usd",
+        session=ticket.session.id, sticky=False,
+    )
