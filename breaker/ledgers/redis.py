@@ -311,8 +311,10 @@ class Redis:
 
     Args:
         url_or_client: ``"redis://host:6379/0"`` or a ``redis.Redis`` client.
-            A client built here does not retry commands by itself (a retried
-            script could apply twice; the ledger's own journal does that job).
+            A client built here does not retry commands by itself (the
+            journal in ``ledgers.resilient`` does); a client that does is
+            still safe: a reservation is added once per id (``ZADD NX``) and a
+            settlement once per settlement id.
         prefix: namespace of every key.
         tag: the Redis Cluster hash tag every key carries (default: the prefix
             without its trailing colon).

@@ -134,10 +134,11 @@ class SQLite:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
+                conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                if conn.in_transaction:  # also after a failed COMMIT: never leave the connection mid-transaction
+                    conn.execute("ROLLBACK")
                 raise
-            conn.execute("COMMIT")
 
     @staticmethod
     def _purge_holds(conn: sqlite3.Connection, now: float) -> None:
