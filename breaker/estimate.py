@@ -147,14 +147,12 @@ def _canon_plain(value: Any) -> Any:
     return value if isinstance(value, (str, int, float, bool, type(None))) else str(value)
 
 
-class _Conversation:
-    __slots__ = ("items", "sizes", "fixed", "hashes")
+_EMPTY: tuple[list[Any], list[int], list[int], list[int]] = ([], [0], [0], [0])
+"""A conversation's cached state: (messages, prefix text bytes, prefix fixed bounds, prefix hashes).
 
-    def __init__(self) -> None:
-        self.items: list[Any] = []
-        self.sizes: list[int] = [0]  # prefix sums of text bytes
-        self.fixed: list[int] = [0]  # prefix sums of fixed part bounds (images, documents)
-        self.hashes: list[int] = [0]  # prefix hashes
+Replaced as one tuple, never mutated, so concurrent callers never see a
+message list paired with another list's sums (a race only costs a recount).
+"""
 
 
 class Estimator:
@@ -163,7 +161,9 @@ class Estimator:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._messages: OrderedDict[int, tuple[Any, Any, int, int, int]] = OrderedDict()
-        self._conversations: OrderedDict[tuple[int, int], _Conversation] = OrderedDict()
+        self._conversations: OrderedDict[tuple[int, int], tuple[list[Any], list[int], list[int], list[int]]] = (
+            OrderedDict()
+        )
         self._objects: OrderedDict[int, tuple[Any, int, int, int, int]] = OrderedDict()
 
     # one message: (ref, content ref, bytes, fixed tokens, hash)
@@ -210,14 +210,8 @@ class Estimator:
         if n == 0:
             return 0, 0, 0, 0
         key = (id(items[0]), id(items[1]) if n > 1 else 0)
-        conv = self._conversations.get(key)
-        if conv is None:
-            conv = _Conversation()
-            with self._lock:
-                self._conversations[key] = conv
-                if len(self._conversations) > _MAX_CONVERSATIONS:
-                    self._conversations.popitem(last=False)
-        old = conv.items
+        state = self._conversations.get(key) or _EMPTY
+        old, sizes, fixed, hashes = state
         known = len(old)
         if known <= n and (items[:known] if known < n else items) == old:
             k = known  # the same conversation, grown (or rebuilt from the same messages)
@@ -229,7 +223,7 @@ class Estimator:
             while k < limit and items[k] is old[k]:
                 k += 1
         if k < n:
-            sizes, fixed, hashes = conv.sizes[: k + 1], conv.fixed[: k + 1], conv.hashes[: k + 1]
+            sizes, fixed, hashes = sizes[: k + 1], fixed[: k + 1], hashes[: k + 1]
             size, fix, h = sizes[-1], fixed[-1], hashes[-1]
             for m in items[k:]:
                 b, f, mh = self._message(m)
@@ -239,8 +233,12 @@ class Estimator:
                 sizes.append(size)
                 fixed.append(fix)
                 hashes.append(h)
-            conv.items, conv.sizes, conv.fixed, conv.hashes = list(items), sizes, fixed, hashes
-        return conv.sizes[n], conv.fixed[n], conv.hashes[n], n
+            with self._lock:
+                self._conversations.pop(key, None)
+                self._conversations[key] = (list(items), sizes, fixed, hashes)
+                if len(self._conversations) > _MAX_CONVERSATIONS:
+                    self._conversations.popitem(last=False)
+        return sizes[n], fixed[n], hashes[n], n
 
     def estimate(
         self,

@@ -84,3 +84,26 @@ def test_sdk_objects_and_non_ascii():
     msg = ChatCompletionMessage(role="assistant", content="héllo ✓")
     bound, _, n = Estimator().estimate("m", [msg])
     assert n == 1 and bound >= len("héllo ✓".encode()) + MESSAGE_OVERHEAD + REQUEST_OVERHEAD
+
+
+def test_concurrent_sibling_requests_get_consistent_figures():
+    import threading
+
+    est = Estimator()
+    shared = [{"role": "system", "content": "s"}, {"role": "user", "content": "task"}]
+    requests = [shared + [{"role": "assistant", "content": "x" * i}] for i in range(1, 60)]
+    expected = [Estimator().estimate("m", r) for r in requests]
+    wrong = []
+
+    def work(offset):
+        for j in range(len(requests)):
+            i = (j + offset) % len(requests)
+            if est.estimate("m", requests[i]) != expected[i]:
+                wrong.append(i)
+
+    threads = [threading.Thread(target=work, args=(k * 7,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert wrong == []
