@@ -363,3 +363,30 @@ def test_a_degraded_call_that_still_cannot_fit_the_budget_is_killed():
             guard.admit(call("same", inp=500_000, model="gpt-4o"))
         assert s.calls == 1
     assert sink.of("degraded") and sink.of("tripped")
+
+
+# ----------------------------------------------------------------- concurrency
+def test_concurrent_identical_calls_admit_exactly_the_limit():
+    import contextvars
+    import threading
+
+    guard, _, _ = make(max_identical=3)
+    admitted, refused = [], []
+    barrier = threading.Barrier(12)
+
+    def worker():
+        barrier.wait()
+        try:
+            admitted.append(guard.admit(call("same")))
+        except LoopDetected:
+            refused.append(1)
+
+    with guard.session("s"):
+        threads = [threading.Thread(target=contextvars.copy_context().run, args=(worker,)) for _ in range(12)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=30)
+        for ticket in admitted:
+            guard.settle(ticket, Usage(1000, 200))
+    assert len(admitted) == 3 and len(refused) == 9
