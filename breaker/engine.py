@@ -267,9 +267,11 @@ class Breaker:
 
     def _sweep_states(self, now: float) -> None:
         horizon = now - self.session_ttl
-        for sid in [sid for sid, st in self._states.items() if st.open == 0 and st.touched < horizon]:
-            if sid != "anonymous":
-                del self._states[sid]
+        idle = [sid for sid, st in self._states.items() if st.open == 0 and st.touched < horizon and sid != "anonymous"]
+        for sid in idle:
+            del self._states[sid]
+        if idle:
+            self._states = OrderedDict(self._states)  # give the emptied table back
 
     def _open_session(
         self, session_id: str | None, feature: str | None, user: str | None, tags: dict[str, str] | None
@@ -312,6 +314,18 @@ class Breaker:
                 },
             )
         )
+
+    def sweep(self) -> None:
+        """Forget idle state now: closed sessions idle past ``session_ttl`` and, for
+        the Memory ledger, counters idle past its ``idle_ttl``. Both also happen on
+        their own as new sessions arrive; call this from a timer in a server that
+        goes quiet for long stretches."""
+        now = self._clock()
+        with self._lock:
+            self._sweep_states(now)
+        sweep = getattr(self.ledger, "sweep", None)
+        if sweep is not None:
+            sweep(now)
 
     # ------------------------------------------------------------------ plans
     def _plan(self, session: Session) -> _Plan:

@@ -215,7 +215,11 @@ class Memory:
         ]
         for key in idle:
             del self._ctrs[key]
-        self._resolved.clear()
+        if idle:
+            # A dict never shrinks its table after deletions: copy it so a
+            # server is back to baseline once a crowd of sessions has gone.
+            self._ctrs = dict(self._ctrs)
+        self._resolved = {}
 
     def close(self) -> None:
         pass
