@@ -242,3 +242,21 @@ def test_records_and_outcomes_round_trip(persistent):
     assert persistent.outcomes() == [(T0 + 2, "s1", "support", "acme", "resolved"),
                                      (T0 + 3, "s2", None, None, "escalated")]
     assert persistent.outcomes(since=T0 + 3) == [(T0 + 3, "s2", None, None, "escalated")]
+
+
+def test_the_engine_writes_call_records_and_outcomes(persistent):
+    """What ``breaker report`` reads: one record per settled call, attributed, priced, plus outcomes."""
+    from breaker import Breaker, Budget, Call, Usage
+
+    guard = Breaker(budgets=[Budget(usd=1.0)], ledger=persistent, alerts=[], loops=None, telemetry=False)
+    with guard.session("t-1", feature="support", user="acme", tags={"team": "a"}) as s:
+        ticket = guard.admit(Call("gpt-4o-mini", "openai", input_tokens=1200, max_output_tokens=300))
+        cost = guard.settle(ticket, Usage(1000, 200, cache_read_tokens=400))
+        s.outcome("resolved")
+    (rec,) = persistent.records()
+    assert (rec.session, rec.feature, rec.user, rec.model, rec.provider) == ("t-1", "support", "acme", "gpt-4o-mini",
+                                                                              "openai")
+    assert (rec.input_tokens, rec.output_tokens, rec.cache_read_tokens, rec.cost_nano, rec.outcome) == (
+        1000, 200, 400, cost, "ok")
+    assert rec.tags == {"team": "a"}
+    assert [o[1:] for o in persistent.outcomes()] == [("t-1", "support", "acme", "resolved")]
