@@ -149,36 +149,44 @@ class SQLite:
             _unhold(conn, json.loads(ctrs), (a0, a1, a2))
 
     @staticmethod
-    def _load(conn: sqlite3.Connection, counter: Counter, now: float) -> list[Any]:
-        """The counter's row as ``[s0, s1, s2, r0, r1, r2, t0, t1, t2]``, expired buckets dropped."""
-        key, win = counter.key, counter.window
-        row = conn.execute(
-            "SELECT s0, s1, s2, r0, r1, r2, t0, t1, t2 FROM counters WHERE key = ? AND win = ?", (key, win)
-        ).fetchone()
-        vals = list(row) if row is not None else [0, 0, 0, 0, 0, 0, None, None, None]
-        if win and row is not None:
-            horizon = now - win - bucket_seconds(win)
-            for v0, v1, v2 in conn.execute(
-                "DELETE FROM buckets WHERE key = ? AND win = ? AND start <= ? RETURNING v0, v1, v2",
-                (key, win, horizon),
-            ).fetchall():
-                vals[0] -= v0
-                vals[1] -= v1
-                vals[2] -= v2
-        return vals
+    def _load(conn: sqlite3.Connection, counters: tuple[Counter, ...], now: float) -> list[list[Any]]:
+        """Each counter's row as ``[s0, s1, s2, r0, r1, r2, t0, t1, t2]`` (one query), expired buckets dropped."""
+        found = {
+            (row[0], row[1]): list(row[2:])
+            for row in conn.execute(
+                "SELECT key, win, s0, s1, s2, r0, r1, r2, t0, t1, t2 FROM counters WHERE (key, win) IN "
+                f"(VALUES {', '.join(['(?, ?)'] * len(counters))})",
+                [x for c in counters for x in (c.key, c.window)],
+            )
+        } if counters else {}
+        rows = []
+        for c in counters:
+            vals = found.get((c.key, c.window))
+            if vals is None:
+                vals = [0, 0, 0, 0, 0, 0, None, None, None]
+            elif c.window:
+                for v0, v1, v2 in conn.execute(
+                    "DELETE FROM buckets WHERE key = ? AND win = ? AND start <= ? RETURNING v0, v1, v2",
+                    (c.key, c.window, now - c.window - bucket_seconds(c.window)),
+                ).fetchall():
+                    vals[0] -= v0
+                    vals[1] -= v1
+                    vals[2] -= v2
+            rows.append(vals)
+        return rows
 
     @staticmethod
-    def _store(conn: sqlite3.Connection, counter: Counter, vals: list[Any], now: float) -> None:
-        conn.execute(
+    def _store(conn: sqlite3.Connection, counters: tuple[Counter, ...], rows: list[list[Any]], now: float) -> None:
+        conn.executemany(
             "INSERT OR REPLACE INTO counters VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (counter.key, counter.window, *vals, now),
+            [(c.key, c.window, *vals, now) for c, vals in zip(counters, rows)],
         )
 
     # ------------------------------------------------------------------ protocol
     def reserve(self, ask: Ask, now: float, *, hold_id: str | None = None) -> Grant:
         with self._tx("reserve a budget") as conn:
             self._purge_holds(conn, now)
-            rows = [self._load(conn, c, now) for c in ask.counters]
+            rows = self._load(conn, ask.counters, now)
             state = []
             for lim in ask.limits:
                 vals = rows[lim.counter]
@@ -207,8 +215,7 @@ class SQLite:
                     (hid, now + ask.ttl, *amount, json.dumps([[c.key, c.window] for c in ask.counters])),
                 )
                 grant.handle = Hold(hid, amount)
-            for c, vals in zip(ask.counters, rows):
-                self._store(conn, c, vals, now)
+            self._store(conn, ask.counters, rows, now)
             return grant
 
     def settle(
@@ -232,7 +239,7 @@ class SQLite:
                 held = conn.execute("DELETE FROM holds WHERE id = ? RETURNING a0, a1, a2, ctrs", (handle.id,)).fetchone()
                 if held is not None:  # None: it expired (and was given back) or was never made
                     _unhold(conn, json.loads(held[3]), held[:3])
-            rows = [self._load(conn, c, now) for c in counters]
+            rows = self._load(conn, counters, now)
             if fresh:
                 for c, vals in zip(counters, rows):
                     vals[0] += actual[0]
@@ -253,23 +260,22 @@ class SQLite:
                 if now >= self._next_prune:
                     self._next_prune = now + 600
                     conn.execute("DELETE FROM ops WHERE at < ?", (now - self.keep_ops,))
-            for c, vals in zip(counters, rows):
-                self._store(conn, c, vals, now)
+            self._store(conn, counters, rows, now)
             return tuple([rows[lim.counter][lim.metric] for lim in limits])
 
     def trip(self, counter: Counter, metric: int, needed: int, now: float) -> None:
         with self._tx("set a trip marker") as conn:
-            vals = self._load(conn, counter, now)
-            vals[6 + metric] = needed
-            self._store(conn, counter, vals, now)
+            rows = self._load(conn, (counter,), now)
+            rows[0][6 + metric] = needed
+            self._store(conn, (counter,), rows, now)
 
     def read(self, counters: Iterable[Counter], now: float) -> list[Totals]:
         out = []
         # A write transaction: dropping expired buckets and holds is part of reading correctly.
         with self._tx("read budgets") as conn:
             self._purge_holds(conn, now)
-            for c in counters:
-                vals = self._load(conn, c, now)
+            counters = tuple(counters)
+            for c, vals in zip(counters, self._load(conn, counters, now)):
                 if c.window:
                     self._store_if_present(conn, c, vals, now)
                 out.append(Totals((vals[0], vals[1], vals[2]), (vals[3], vals[4], vals[5])))
