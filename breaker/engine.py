@@ -788,7 +788,8 @@ class Breaker:
             return True
 
     def _event(self, kind: str, message: str, session: Session, **kw: Any) -> Event:
-        return Event(kind, message, session=session.id, feature=session.feature, user=session.user, **kw)
+        return Event(kind, message, session=session.id, feature=session.feature, user=session.user,
+                     at=self._clock(), **kw)
 
     def _budget_event(self, kind: str, message: str, session: Session, line: _Line, settled: int) -> Event:
         usd = line.metric == USD
