@@ -494,8 +494,8 @@ class Redis:
             args += [lim.metric, lim.limit, s, r, 1 if blocked else 0]
         out = self._run(self._decide_only, [], args, "evaluate")
         status = out[0].decode() if isinstance(out[0], bytes) else out[0]
-        settled = tuple(x[0] for x in state) if status != "ok" or True else ()
-        return Grant(status, units=int(out[1]), blocked=int(out[2]), settled=settled, reserved=int(out[3]))
+        return Grant(status, units=int(out[1]), blocked=int(out[2]), settled=tuple(x[0] for x in state),
+                     reserved=int(out[3]))
 
     def close(self) -> None:
         try:
