@@ -137,21 +137,28 @@ class SessionScope:
         self._feature = feature
         self._user = user
         self._tags = tags
-        self._tokens: list[tuple[Session, Any]] = []
+        self._tokens: list[tuple[Session, Any, Tripped | None]] = []
 
     # -- context manager ------------------------------------------------
     def __enter__(self) -> Session:
         session = self._guard._open_session(self._id, self._feature, self._user, self._tags)
         token = self._guard._current.set(session)
-        self._tokens.append((session, token))
+        self._tokens.append((session, token, session._state.tripped))
         return session
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
-        session, token = self._tokens.pop()
+        session, token, tripped_before = self._tokens.pop()
         self._guard._current.reset(token)
-        self._guard._close_session(session, exc)
-        if isinstance(exc, Tripped) and _owns(session, exc):
-            raise SessionKilled(exc) from exc
+        trip = _find_trip(exc)
+        self._guard._close_session(session, trip or exc)
+        if trip is not None and _owns(session, trip):
+            raise SessionKilled(trip) from exc
+        swallowed = session._state.tripped
+        if swallowed is not None and swallowed is not tripped_before and trip is None:
+            # The agent caught the kill (an ``except BaseException``, a retry
+            # library wrapping it in its own error) and carried on: the caller
+            # still learns that the session was killed.
+            raise SessionKilled(swallowed) from exc
         return False
 
     async def __aenter__(self) -> Session:
@@ -183,6 +190,18 @@ class SessionScope:
 
 def new_session_id() -> str:
     return uuid.uuid4().hex[:16]
+
+
+def _find_trip(exc: BaseException | None) -> Tripped | None:
+    """The ``Tripped`` in ``exc``: itself, or inside an exception group
+    (``asyncio.TaskGroup`` wraps a ``BaseException`` raised in a task in a
+    ``BaseExceptionGroup``)."""
+    if exc is None or isinstance(exc, Tripped):
+        return exc
+    for inner in getattr(exc, "exceptions", None) or ():
+        if isinstance(inner, BaseException) and (found := _find_trip(inner)) is not None:
+            return found
+    return None
 
 
 def _owns(session: Session, trip: Tripped) -> bool:

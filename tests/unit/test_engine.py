@@ -391,3 +391,37 @@ def test_memory_ledger_forgets_idle_counters_but_not_active_ones():
 def test_bad_configuration_says_what_to_write(make, words):
     with pytest.raises(ConfigError, match=words):
         make()
+
+
+def test_a_trip_inside_a_task_group_still_becomes_session_killed():
+    if not hasattr(asyncio, "TaskGroup"):
+        pytest.skip("asyncio.TaskGroup needs Python 3.11")
+    guard = Breaker(budgets=[Budget(calls=1)], alerts=[])
+
+    async def subagent():
+        run(guard, 2)
+
+    async def main():
+        async with guard.session("tg"):
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(subagent())
+
+    with pytest.raises(SessionKilled) as info:
+        asyncio.run(main())
+    assert isinstance(info.value.tripped, BudgetExceeded)
+
+
+def test_a_swallowed_kill_is_still_reported_at_the_session_boundary():
+    guard = Breaker(budgets=[Budget(calls=1)], alerts=[])
+    with pytest.raises(SessionKilled, match="1 calls"):
+        with guard.session("swallow"):
+            try:
+                run(guard, 2)
+            except BaseException:  # agent code that catches everything, even the kill
+                pass
+    # a later block on the same, already tripped, session is refused at its first call
+    with pytest.raises(SessionKilled):
+        with guard.session("swallow"):
+            run(guard, 1)
+    with guard.session("swallow"):  # and one that makes no call ends quietly
+        pass
