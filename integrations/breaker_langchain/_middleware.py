@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any, Awaitable, Callable, Literal, Mapping
 
-from breaker import Breaker, ConfigError, Patch, Ticket, Tripped
+from breaker import Breaker, ConfigError, Patch, Ticket, Tripped, Usage
 
 from ._messages import CAP_FIELDS, NAME_FIELDS, describe, identity, tool_calls_of, usage_or_bound
 from ._require import require
@@ -92,7 +92,7 @@ class BreakerMiddleware(AgentMiddleware):
         try:
             response = handler(self._patched(request, ticket))
         except BaseException as exc:
-            guard.settle(ticket, None, error=exc)
+            _failed(guard, ticket, exc)
             raise
         finally:
             guard._inflight.reset(token)
@@ -113,7 +113,7 @@ class BreakerMiddleware(AgentMiddleware):
         try:
             response = await handler(self._patched(request, ticket))
         except BaseException as exc:
-            guard.settle(ticket, None, error=exc)
+            _failed(guard, ticket, exc)
             raise
         finally:
             guard._inflight.reset(token)
@@ -153,6 +153,19 @@ class BreakerMiddleware(AgentMiddleware):
         except BaseException:
             self.guard.release(ticket)
             raise
+
+
+def _failed(guard: Breaker, ticket: Ticket, exc: BaseException) -> None:
+    """Settle a call whose handler raised.
+
+    An error counts as a failed call (the loop detector sees it); a
+    cancellation mid-request bills the input bound, since the provider may
+    have read it already.
+    """
+    if isinstance(exc, Exception):
+        guard.settle(ticket, None, error=exc)
+    else:
+        guard.settle(ticket, Usage(input_tokens=ticket.call.input_tokens))
 
 
 def stop_message(trip: Tripped) -> AIMessage:

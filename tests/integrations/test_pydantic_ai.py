@@ -127,3 +127,24 @@ async def test_a_function_model_needs_a_price_name():
     anonymous = FunctionModel(lambda m, i: ModelResponse(parts=[TextPart("x")]))
     with pytest.raises(breaker.ConfigError, match="model='gpt-4o'"):
         await make_agent(anonymous, guard).run("hi")
+
+
+async def test_with_instrument_each_request_is_counted_once():
+    from pydantic_ai.models.openai import OpenAIChatModel
+    from pydantic_ai.providers.openai import OpenAIProvider
+
+    from breaker.testing import FakeLLM, Reply
+
+    guard = Breaker(alerts=[])
+    with FakeLLM(default=Reply(text="done", input_tokens=800, cached_tokens=200)) as fake:
+        model = OpenAIChatModel("gpt-4o-mini", provider=OpenAIProvider(openai_client=fake.async_openai()))
+        guard.instrument()
+        try:
+            async with guard.session("pai-once") as s:
+                result = await Agent(model, capabilities=[BreakerCapability(guard)]).run("hi")
+        finally:
+            guard.uninstrument()
+    assert result.output == "done"
+    assert fake.count == s.calls == 1
+    assert s.cost_usd == pytest.approx(genai_usd("gpt-4o-mini", "openai", input_tokens=800, cache_read_tokens=200,
+                                                 output_tokens=1), abs=1e-9)
