@@ -252,3 +252,23 @@ def test_raw_streamed_response_is_metered(guard, fake):
         chunks = list(raw.parse())
         assert all(c.choices for c in chunks)
         assert s.calls == 1 and s.tokens == 13
+
+
+def test_degrade_trims_anthropic_history_without_orphaning_tool_results(make_guard, fake):
+    guard = make_guard(budgets=[Budget(usd=10, degrade_at=0.0000001)],
+                       degrade=Degrade(keep_last_messages=2)).instrument()
+    client = fake.anthropic(max_retries=0)
+    history = [
+        {"role": "user", "content": "task"},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "look", "input": {}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "found"}]},
+        {"role": "assistant", "content": "done?"},
+        {"role": "user", "content": "go on"},
+    ]
+    with guard.session("trim-anthropic"):
+        client.messages.create(model=ANTHROPIC_MODEL, max_tokens=50, messages=history[:1])
+        client.messages.create(model=ANTHROPIC_MODEL, max_tokens=50, messages=history)
+    sent = fake.requests[1].body["messages"]
+    assert len(sent) < len(history) and sent[0]["role"] == "user"
+    assert sent[-1] == {"role": "user", "content": "go on"}
+    assert len(history) == 5  # the caller's list is untouched
