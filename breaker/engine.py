@@ -20,7 +20,7 @@ from collections import OrderedDict
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from .budgets import CALLS, METRICS, TOKENS, USD, Budget, format_amount, format_seconds, parse_window
 from .call import Call, Outcome, Patch, Ticket
@@ -388,38 +388,44 @@ class Breaker:
         """
         session = session or self._current.get() or self._anonymous_session()
         force = self._precheck(call, session)
-        final = False
-        delay, deadline = 0.002, 0.0
-        while True:
-            ticket = self._admit_step(call, session, force, final)
-            if ticket is not None:
-                return ticket
-            now = time.monotonic()
-            if not deadline:
-                deadline = now + self.reservation_wait
-            if now >= deadline:
-                final = True
-                continue
-            time.sleep(min(delay, deadline - now))
-            delay = min(delay * 2, 0.05)
+        ticket = self._admit_step(call, session, force, False)
+        if ticket is None:
+            for wait in self._waiting(call, session, force):
+                if isinstance(wait, Ticket):
+                    return wait
+                time.sleep(wait)
+        return ticket  # type: ignore[return-value]
 
     async def admit_async(self, call: Call, session: Session | None = None) -> Ticket:
         """``admit`` for event loops: waits with ``asyncio.sleep`` instead of blocking."""
         session = session or self._current.get() or self._anonymous_session()
         force = self._precheck(call, session)
+        ticket = self._admit_step(call, session, force, False)
+        if ticket is None:
+            for wait in self._waiting(call, session, force):
+                if isinstance(wait, Ticket):
+                    return wait
+                await asyncio.sleep(wait)
+        return ticket  # type: ignore[return-value]
+
+    def _waiting(self, call: Call, session: Session, force: bool) -> Iterator[float | Ticket]:
+        """The slow path of admission, when only in-flight reservations stand in
+        the way: yields seconds to wait, then the ticket. One body for the sync
+        and the async callers, who differ only in how they sleep."""
         final = False
         delay, deadline = 0.002, 0.0
         while True:
             ticket = self._admit_step(call, session, force, final)
             if ticket is not None:
-                return ticket
+                yield ticket
+                return
             now = time.monotonic()
             if not deadline:
                 deadline = now + self.reservation_wait
             if now >= deadline:
                 final = True
                 continue
-            await asyncio.sleep(min(delay, deadline - now))
+            yield min(delay, deadline - now)
             delay = min(delay * 2, 0.05)
 
     def _precheck(self, call: Call, session: Session) -> bool:
