@@ -63,7 +63,12 @@ class Adapter:
 
 
 def _strict(guard: Breaker) -> bool:
-    return getattr(guard, "input_estimate", "strict") != "loose"
+    """Strict input bounds unless the guard opts into the loose estimate (``input_estimate="loose"``).
+
+    Read from ``__dict__``: a ``getattr`` default for an absent attribute raises
+    and catches an AttributeError inside, on every call.
+    """
+    return guard.__dict__.get("input_estimate", "strict") != "loose"
 
 
 def _prepare(guard: Breaker, adapter: Adapter, kwargs: dict[str, Any]) -> Call | None:

@@ -272,3 +272,21 @@ def test_degrade_trims_anthropic_history_without_orphaning_tool_results(make_gua
     assert len(sent) < len(history) and sent[0]["role"] == "user"
     assert sent[-1] == {"role": "user", "content": "go on"}
     assert len(history) == 5  # the caller's list is untouched
+
+
+def test_loose_input_estimate_is_an_opt_in(make_guard, fake):
+    big = [{"role": "user", "content": "word " * 2000}]  # 10,000 bytes, about 2,000 real tokens
+    outcomes = []
+    for mode in ("strict", "loose"):
+        guard = make_guard(budgets=[Budget(tokens=5_000)])
+        if mode == "loose":
+            guard.input_estimate = "loose"  # gives up the zero-overshoot guarantee (see breaker.estimate)
+        client = guard.wrap(fake.openai(max_retries=0))
+        try:
+            with guard.session(f"est-{mode}"):
+                client.chat.completions.create(model=OPENAI_MODEL, messages=big, max_tokens=10)
+            outcomes.append("sent")
+        except SessionKilled:
+            outcomes.append("refused")
+    assert outcomes == ["refused", "sent"]  # the strict bound (10,000+) cannot fit 5,000 tokens; a quarter can
+    assert fake.count == 1
