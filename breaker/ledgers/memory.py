@@ -158,6 +158,8 @@ class Memory:
                     r[1] -= amount[1]
                     r[2] -= amount[2]
             for ctr in ctrs:
+                if ctr.buckets:
+                    ctr.expire(now)  # buckets may have aged out since the reservation
                 if ctr.buckets is None:
                     settled = ctr.settled
                     settled[0] += actual[0]
