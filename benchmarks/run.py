@@ -1,0 +1,45 @@
+"""Run every benchmark, one after another, in fresh processes.
+
+    make bench            (or: .venv/bin/python benchmarks/run.py [--quick])
+
+Each script prints its machine, Python, command, medians and spread, beside
+its peer measured in the same process. Timings are never test assertions:
+the machines are shared and noisy, so read the ratios.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+SCRIPTS = [
+    ("bench_pricing.py", []),
+    ("bench_engine.py", []),
+    ("bench_overhead.py", []),
+    ("bench_memory.py", []),
+    ("bench_ledgers.py", ["--repeats", "3"]),
+]
+QUICK = {"bench_overhead.py": ["--rounds", "5"], "bench_ledgers.py": ["--quick", "--repeats", "1"]}
+
+
+def main() -> int:
+    quick = "--quick" in sys.argv[1:]
+    failed = []
+    for script, args in SCRIPTS:
+        if quick and script in QUICK:
+            args = QUICK[script]
+        start = time.monotonic()
+        code = subprocess.call([sys.executable, str(HERE / script), *args], cwd=HERE)
+        print(f"  ({script}: {time.monotonic() - start:.0f}s, exit {code})", flush=True)
+        if code:
+            failed.append(script)
+    if failed:
+        print("failed:", ", ".join(failed))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
