@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import pytest
 from agents import Agent, ModelSettings, Runner, function_tool, set_tracing_disabled
 from agents.items import ModelResponse
@@ -151,6 +153,8 @@ async def test_a_failed_model_call_is_settled_and_its_reservation_returned():
     async with guard.session("agents-flaky") as s:
         with pytest.raises(RuntimeError):
             await Runner.run(agent, "hi", hooks=hooks)
+        gc.collect()  # the failed run's context is gone: its open call is settled as failed
+        assert s.calls == 1 and s.remaining_usd == pytest.approx(0.05)
         agent.model = ScriptedModel(lambda n: answer("ok", usage(1_000, 100)))
         await Runner.run(agent, "hi", hooks=hooks)
         assert s.calls == 2 and s.remaining_usd == pytest.approx(0.05 - s.cost_usd)
