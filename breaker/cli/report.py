@@ -65,6 +65,11 @@ class Group:
     outcomes: Tally = field(default_factory=Tally)
 
     def add(self, r: CallRecord) -> None:
+        reason = trip_reason(r)
+        if reason is not None:
+            self.tripped.setdefault(r.session, reason)
+        if r.outcome == "refused":  # a call refused before it was sent: a trip, not a call
+            return
         self.calls += 1
         self.errors += r.outcome == "error"
         self.input_tokens += r.input_tokens
@@ -78,9 +83,6 @@ class Group:
             self.cost_nano += r.cost_nano
         self.degraded_calls += bool(r.degraded)
         self.sessions.add(r.session)
-        reason = trip_reason(r)
-        if reason is not None:
-            self.tripped.setdefault(r.session, reason)
 
     def row(self) -> dict[str, Any]:
         """Machine values for JSON and CSV (USD as a float, exact nano-USD alongside)."""

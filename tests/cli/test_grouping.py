@@ -30,4 +30,5 @@ def test_a_tripped_session_counts_once_whatever_its_records_say():
     records = [rec("a"), rec("a", tripped="budget"), rec("a", tripped="budget"), rec("b", outcome="refused"), rec("c")]
     (group,) = group_records(records, [], "feature")
     assert group.tripped == {"a": "budget", "b": "refused"} and group.row()["trips"] == 2
+    assert group.calls == 4 and group.cost_nano == 400  # the refused call was never sent
     assert trip_reason(rec("c")) is None
