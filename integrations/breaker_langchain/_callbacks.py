@@ -23,7 +23,7 @@ from uuid import UUID
 
 from breaker import Breaker, BudgetExceeded, ConfigError, Ticket, Usage
 
-from ._messages import CAP_FIELDS, describe, tool_calls_of, usage_or_bound
+from ._messages import CAP_FIELDS, describe, provider_of, tool_calls_of, usage_or_bound
 from ._require import require
 
 require("langchain_core.callbacks", "BreakerCallbackHandler needs langchain-core")
@@ -74,8 +74,9 @@ class BreakerCallbackHandler(BaseCallbackHandler):
             )
         cap = next((params[f] for f in CAP_FIELDS if isinstance(params.get(f), int)), metadata.get("ls_max_tokens"))
         call = describe(
-            str(name), metadata.get("ls_provider"), [m for batch in messages for m in batch], params.get("tools") or (),
-            max_output_tokens=cap if isinstance(cap, int) else None, stream=bool(params.get("stream")),
+            str(name), provider_of(metadata.get("ls_provider")), [m for batch in messages for m in batch],
+            params.get("tools") or (), max_output_tokens=cap if isinstance(cap, int) else None,
+            stream=bool(params.get("stream")),
         )
         ticket = guard.admit(call)
         if ticket.patch.model is not None or ticket.patch.max_output_tokens is not None:

@@ -22,6 +22,7 @@ __all__ = [
     "NAME_FIELDS",
     "describe",
     "identity",
+    "provider_of",
     "tool_calls_of",
     "usage_from_message",
     "usage_or_bound",
@@ -48,7 +49,14 @@ _PROVIDERS = {
 }
 
 
-def identity(chat_model: Any, settings: Mapping[str, Any] | None = None, *, model: str | None = None) -> tuple[str, str | None, int | None]:
+def provider_of(ls_provider: str | None) -> str | None:
+    """The price table's provider name for a LangSmith ``ls_provider``."""
+    return _PROVIDERS.get(ls_provider, ls_provider) if ls_provider else None
+
+
+def identity(
+    chat_model: Any, settings: Mapping[str, Any] | None = None, *, model: str | None = None
+) -> tuple[str, str | None, int | None]:
     """``(model name, provider, output cap)`` of a chat model as it will be called.
 
     Read from the model's LangSmith parameters, which every LangChain chat
@@ -65,9 +73,7 @@ def identity(chat_model: Any, settings: Mapping[str, Any] | None = None, *, mode
             f"{type(chat_model).__name__} does not say which model it calls, so its price is unknown; "
             f"pass the model name: BreakerMiddleware(guard, model='gpt-4o')"
         )
-    provider = params.get("ls_provider")
-    if provider:
-        provider = _PROVIDERS.get(provider, provider)
+    provider = provider_of(params.get("ls_provider"))
     settings = settings or {}
     cap = next((settings[f] for f in CAP_FIELDS if settings.get(f) is not None), None)
     if cap is None:
