@@ -71,10 +71,21 @@ def _strict(guard: Breaker) -> bool:
     return guard.__dict__.get("input_estimate", "strict") != "loose"
 
 
+_ONE_SHOT = ("messages", "input", "tools")
+
+
 def _prepare(guard: Breaker, adapter: Adapter, kwargs: dict[str, Any]) -> Call | None:
     if guard._inflight.get() is not None:
         return None  # an outer layer (a framework plugin) admitted this call already
+    for key in _ONE_SHOT:
+        v = kwargs.get(key)
+        if v is not None and v.__class__ not in _PLAIN and hasattr(v, "__next__"):
+            # A generator can be read once: read it here and send the list (``kwargs`` is this call's own dict).
+            kwargs[key] = list(v)
     return adapter.describe(kwargs, _strict(guard))
+
+
+_PLAIN = frozenset({list, tuple, str, dict})
 
 
 def _patched(guard: Breaker, adapter: Adapter, ticket: Ticket, kwargs: dict[str, Any]) -> tuple[dict[str, Any], bool]:

@@ -290,3 +290,10 @@ def test_loose_input_estimate_is_an_opt_in(make_guard, fake):
             outcomes.append("refused")
     assert outcomes == ["refused", "sent"]  # the strict bound (10,000+) cannot fit 5,000 tokens; a quarter can
     assert fake.count == 1
+
+
+def test_messages_given_as_a_generator_are_still_counted(guard, fake):
+    client = fake.openai(max_retries=0)
+    with guard.session("gen") as s:
+        client.chat.completions.create(model=OPENAI_MODEL, messages=(m for m in messages("gen", 3)))
+    assert s.calls == 1 and len(fake.requests[0].body["messages"]) == 3
