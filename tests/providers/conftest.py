@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from decimal import ROUND_CEILING
 
 import pytest
 from genai_prices import Usage as GUsage
 from genai_prices import calc_price
 
-from breaker import Breaker, Usage
+from breaker import Breaker, SessionKilled, Usage
 from breaker.testing import FakeLLM
 
 OPENAI_MODEL = "gpt-4o-mini"
@@ -64,3 +65,11 @@ def nano(usd: float) -> int:
 def messages(tag: str, n: int = 1) -> list[dict]:
     """A distinct conversation per tag (so identical-call detection stays out of the way)."""
     return [{"role": "user", "content": f"{tag} message {i}"} for i in range(n)]
+
+
+@contextmanager
+def killed_session(guard: Breaker, session_id: str):
+    """A session expected to end killed: its boundary re-raises the trip as SessionKilled, even one caught inside."""
+    with pytest.raises(SessionKilled):
+        with guard.session(session_id) as s:
+            yield s

@@ -8,13 +8,13 @@ import pytest
 
 from breaker import Breaker, Budget, BudgetExceeded, Degrade, LoopDetected, LoopPolicy, SessionKilled, UsageError
 from breaker.testing import Reply
-from tests.providers.conftest import ANTHROPIC_MODEL, OPENAI_MODEL, messages
+from tests.providers.conftest import ANTHROPIC_MODEL, OPENAI_MODEL, killed_session, messages
 
 
 def test_refused_call_never_reaches_the_provider(make_guard, fake):
     guard = make_guard(budgets=[Budget(usd=0.000001)]).instrument()
     client = fake.openai(max_retries=0)
-    with guard.session("poor"):
+    with killed_session(guard, "poor"):
         with pytest.raises(BudgetExceeded):
             client.chat.completions.create(model=OPENAI_MODEL, messages=messages("poor", 50), max_tokens=1000)
     assert fake.count == 0
@@ -39,7 +39,7 @@ def test_a_kill_passes_through_except_exception(make_guard, fake):
 def test_identical_calls_are_stopped_before_sending(guard, fake):
     client = fake.openai(max_retries=0)
     msgs = messages("same")
-    with guard.session("loop"):
+    with killed_session(guard, "loop"):
         with pytest.raises(LoopDetected):
             for _ in range(10):
                 client.chat.completions.create(model=OPENAI_MODEL, messages=msgs)
@@ -50,7 +50,7 @@ def test_tool_thrash_is_detected_from_the_models_tool_calls(make_guard, fake):
     guard = make_guard(loops=LoopPolicy(max_tool_repeats=2)).instrument()
     fake.default = Reply(tool_calls=[("search", {"q": "same"})])
     client = fake.anthropic(max_retries=0)
-    with guard.session("thrash"):
+    with killed_session(guard, "thrash"):
         with pytest.raises(LoopDetected) as info:
             for i in range(10):  # distinct requests, same tool call asked for each time
                 client.messages.create(model=ANTHROPIC_MODEL, max_tokens=100, messages=messages(f"t{i}"))
@@ -139,7 +139,7 @@ def test_failed_request_releases_its_reservation_and_counts_as_an_error(make_gua
     guard = make_guard(budgets=[Budget(usd=1.0)], loops=LoopPolicy(max_errors=2)).instrument()
     fake.push(Reply(status=500), Reply(status=400))
     client = fake.openai(max_retries=0)
-    with guard.session("fail") as s:
+    with killed_session(guard, "fail") as s:
         with pytest.raises(openai.InternalServerError):
             client.chat.completions.create(model=OPENAI_MODEL, messages=messages("f1"))
         with pytest.raises(openai.BadRequestError):

@@ -8,7 +8,7 @@ import pytest
 
 from breaker import Usage
 from breaker.testing import Reply
-from tests.providers.conftest import ANTHROPIC_MODEL, OPENAI_MODEL, genai_nano, messages, nano
+from tests.providers.conftest import ANTHROPIC_MODEL, OPENAI_MODEL, genai_nano, killed_session, messages, nano
 
 
 class Answer(pydantic.BaseModel):
@@ -172,7 +172,7 @@ def test_streamed_tool_calls_feed_tool_thrash_detection(make_guard, fake, api):
 
     guard = make_guard(loops=LoopPolicy(max_tool_repeats=1)).instrument()
     fake.default = Reply(tool_calls=[("search", {"q": "same", "n": 1})])
-    with guard.session(f"stream-thrash-{api}"):
+    with killed_session(guard, f"stream-thrash-{api}"):
         with pytest.raises(LoopDetected):
             for i in range(5):
                 if api == "chat":
