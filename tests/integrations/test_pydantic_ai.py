@@ -150,3 +150,19 @@ async def test_with_instrument_each_request_is_counted_once():
     assert fake.count == s.calls == 1
     assert s.cost_usd == pytest.approx(genai_usd("gpt-4o-mini", "openai", input_tokens=800, cache_read_tokens=200,
                                                  output_tokens=1), abs=1e-9)
+
+
+async def test_a_streamed_run_is_admitted_and_settled_once():
+    async def stream(messages, info):
+        for word in ("hello ", "world"):
+            yield word
+
+    guard = Breaker(alerts=[])
+    model = FunctionModel(stream_function=stream, model_name="gpt-4o")
+    async with guard.session("pai-stream") as s:
+        async with Agent(model, capabilities=[BreakerCapability(guard)]).run_stream("hi") as run:
+            assert await run.get_output() == "hello world"
+        usage = run.usage
+    assert s.calls == 1 and s.tokens == usage.input_tokens + usage.output_tokens
+    assert s.cost_usd == pytest.approx(genai_usd("gpt-4o", "openai", input_tokens=usage.input_tokens,
+                                                 output_tokens=usage.output_tokens), abs=1e-9)
