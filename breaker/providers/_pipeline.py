@@ -54,6 +54,10 @@ class Adapter:
     def tool_calls(self, response: Any) -> tuple[tuple[str, str], ...]:
         return ()
 
+    def result(self, response: Any) -> tuple[Usage, tuple[tuple[str, str], ...]]:
+        """Usage and tool calls of a response (one pass where a shape allows)."""
+        return self.usage(response), self.tool_calls(response)
+
     def meter(self, hide_usage: bool) -> Meter:
         raise NotImplementedError
 
@@ -184,7 +188,7 @@ def settle_response(guard: Breaker, adapter: Adapter, ticket: Ticket, result: An
         # A raw response (with_raw_response) is parsed here; parse() caches, so the caller gets the same object.
         body = result.parse() if _is_raw(result) else result
     try:
-        usage = adapter.usage(body)
+        usage, tool_calls = adapter.result(body)
     except Exception as exc:
         error = exc if isinstance(exc, UsageError) and "worst case" in str(exc) else usage_error(
             f"{adapter.name} returned usage breaker cannot read", f"{type(exc).__name__}: {exc}"
@@ -193,7 +197,7 @@ def settle_response(guard: Breaker, adapter: Adapter, ticket: Ticket, result: An
         if error is exc:
             raise
         raise error from exc
-    guard.settle(ticket, usage, tool_calls=adapter.tool_calls(body))
+    guard.settle(ticket, usage, tool_calls=tool_calls)
     return result
 
 

@@ -148,18 +148,24 @@ class ChatAdapter(Adapter):
         return kw, True
 
     def usage(self, response: Any) -> Usage:
-        u = chat_usage(response.usage)
-        n = sum(len(c.message.tool_calls or ()) for c in response.choices if c.message is not None)
-        return u.replace(tool_calls=n) if n else u
+        return self.result(response)[0]
 
     def tool_calls(self, response: Any) -> tuple[tuple[str, str], ...]:
-        out = []
+        return self.result(response)[1]
+
+    def result(self, response: Any) -> tuple[Usage, tuple[tuple[str, str], ...]]:
+        u = chat_usage(response.usage)
+        calls: list[tuple[str, str]] = []
         for choice in response.choices:
-            for tc in (choice.message.tool_calls or ()) if choice.message is not None else ():
-                fn = getattr(tc, "function", None)
-                if fn is not None:
-                    out.append((fn.name, args_fingerprint(fn.arguments)))
-        return tuple(out)
+            message = choice.message
+            if message is not None and message.tool_calls:
+                for tc in message.tool_calls:
+                    fn = getattr(tc, "function", None)
+                    if fn is not None:
+                        calls.append((fn.name, args_fingerprint(fn.arguments)))
+        if calls:
+            return u.replace(tool_calls=len(calls)), tuple(calls)
+        return u, ()
 
     def meter(self, hide_usage: bool) -> Meter:
         return ChatMeter(hide_usage)
