@@ -137,28 +137,25 @@ class SessionScope:
         self._feature = feature
         self._user = user
         self._tags = tags
-        self._tokens: list[tuple[Session, Any, Tripped | None]] = []
+        self._tokens: list[tuple[Session, Any]] = []
 
     # -- context manager ------------------------------------------------
     def __enter__(self) -> Session:
         session = self._guard._open_session(self._id, self._feature, self._user, self._tags)
         token = self._guard._current.set(session)
-        self._tokens.append((session, token, session._state.tripped))
+        self._tokens.append((session, token))
         return session
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
-        session, token, tripped_before = self._tokens.pop()
+        session, token = self._tokens.pop()
         self._guard._current.reset(token)
         trip = _find_trip(exc)
         self._guard._close_session(session, trip or exc)
         if trip is not None and _owns(session, trip):
             raise SessionKilled(trip) from exc
-        swallowed = session._state.tripped
-        if swallowed is not None and swallowed is not tripped_before and trip is None:
-            # The agent caught the kill (an ``except BaseException``, a retry
-            # library wrapping it in its own error) and carried on: the caller
-            # still learns that the session was killed.
-            raise SessionKilled(swallowed) from exc
+        # A trip that was caught inside (a plugin's graceful stop, agent code
+        # catching BaseException) ends the block normally: it is sticky, so
+        # nothing more was spent, and ``Session.tripped`` says what happened.
         return False
 
     async def __aenter__(self) -> Session:
