@@ -138,3 +138,14 @@ def test_wrap_and_instrument_together_count_a_call_once(guard, fake):
         with client.chat.completions.stream(model=OPENAI_MODEL, messages=messages("both-s")) as st:
             st.get_final_completion()
     assert s.calls == 2 and fake.count == 2
+
+
+def test_an_sdk_that_is_not_installed_is_skipped(make_guard, fake, monkeypatch):
+    import breaker.providers as providers
+
+    missing = ("no_such_llm_sdk.resources", "Messages", "create", "messages", "call")
+    monkeypatch.setattr(providers, "TARGETS", providers.TARGETS + (missing,))
+    guard = make_guard().instrument()  # no ImportError: the absent SDK is skipped, the others patched
+    with guard.session("partial") as s:
+        fake.openai(max_retries=0).chat.completions.create(model=OPENAI_MODEL, messages=messages("partial"))
+    assert s.calls == 1
