@@ -134,6 +134,11 @@ class Breaker:
             closed and idle this long.
         on_ledger_error: ``"closed"`` refuses calls while a shared ledger is
             unreachable, ``"open"`` lets them through and alerts.
+        input_estimate: ``"strict"`` bounds a request's input by its UTF-8
+            bytes (no tokenizer yields more tokens than bytes), which makes
+            overshoot impossible; ``"loose"`` guesses a quarter of that: it
+            refuses fewer calls near the limit but gives up the zero-overshoot
+            guarantee.
         clock: seconds since the epoch; replaceable for tests and simulations.
     """
 
@@ -152,6 +157,7 @@ class Breaker:
         reservation_wait: float = 60.0,
         session_ttl: str | timedelta | int = "1h",
         on_ledger_error: str = "closed",
+        input_estimate: str = "strict",
         clock: Any = time.time,
     ) -> None:
         if isinstance(budgets, Budget):
@@ -175,6 +181,8 @@ class Breaker:
             raise ConfigError(f"unknown_price={unknown_price!r}: use 'error' or 'warn'")
         if on_ledger_error not in ("closed", "open"):
             raise ConfigError(f"on_ledger_error={on_ledger_error!r}: use 'closed' (refuse calls) or 'open' (allow, alert)")
+        if input_estimate not in ("strict", "loose"):
+            raise ConfigError(f"input_estimate={input_estimate!r}: use 'strict' (no overshoot) or 'loose'")
         if type(min_output_tokens) is not int or min_output_tokens < 1:
             raise ConfigError(f"min_output_tokens={min_output_tokens!r} must be a whole number of at least 1")
         if alerts is None:
@@ -203,6 +211,7 @@ class Breaker:
         self.unknown_price = unknown_price
         self.on_ledger_error = on_ledger_error
         self.min_output_tokens = min_output_tokens
+        self.input_estimate = input_estimate
         self.reservation_wait = float(reservation_wait)
         self.session_ttl = parse_window(session_ttl, what="session_ttl")
         self.prices = PriceBook(prices)

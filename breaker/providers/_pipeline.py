@@ -67,12 +67,8 @@ class Adapter:
 
 
 def _strict(guard: Breaker) -> bool:
-    """Strict input bounds unless the guard opts into the loose estimate (``input_estimate="loose"``).
-
-    Read from ``__dict__``: a ``getattr`` default for an absent attribute raises
-    and catches an AttributeError inside, on every call.
-    """
-    return guard.__dict__.get("input_estimate", "strict") != "loose"
+    """Strict input bounds unless the guard opts into the loose estimate (``Breaker(input_estimate="loose")``)."""
+    return guard.input_estimate != "loose"
 
 
 _ONE_SHOT = ("messages", "input", "tools")

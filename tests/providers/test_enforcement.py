@@ -278,9 +278,8 @@ def test_loose_input_estimate_is_an_opt_in(make_guard, fake):
     big = [{"role": "user", "content": "word " * 2000}]  # 10,000 bytes, about 2,000 real tokens
     outcomes = []
     for mode in ("strict", "loose"):
-        guard = make_guard(budgets=[Budget(tokens=5_000)])
-        if mode == "loose":
-            guard.input_estimate = "loose"  # gives up the zero-overshoot guarantee (see breaker.estimate)
+        # "loose" gives up the zero-overshoot guarantee (see breaker.estimate)
+        guard = make_guard(budgets=[Budget(tokens=5_000)], input_estimate=mode)
         client = guard.wrap(fake.openai(max_retries=0))
         try:
             with guard.session(f"est-{mode}"):

@@ -423,3 +423,9 @@ def test_a_caught_kill_ends_the_block_but_stays_sticky():
         with guard.session("caught"):
             run(guard, 1)
     assert s.calls == 1
+
+
+def test_input_estimate_option_is_validated():
+    assert Breaker(alerts=[], input_estimate="loose").input_estimate == "loose"
+    with pytest.raises(ConfigError, match="'strict'"):
+        Breaker(input_estimate="exact")
