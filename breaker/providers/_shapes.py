@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["EFFORTS", "SENTINELS", "given", "lower_effort", "tool_names", "value"]
+__all__ = ["EFFORTS", "SENTINELS", "count", "field", "given", "lower_effort", "tool_names", "value"]
+
+_MISSING = object()
 
 SENTINELS: set[type] = set()
 """The SDKs' "argument not given" types (``openai.Omit``, ``NotGiven``...), filled when patching."""
@@ -19,6 +21,20 @@ def value(kwargs: Mapping[str, Any], key: str) -> Any:
     """``kwargs[key]`` if it was given, else ``None``."""
     v = kwargs.get(key)
     return v if v is not None and v.__class__ not in SENTINELS else None
+
+
+def field(obj: Any, name: str) -> Any:
+    """``obj.name`` of an SDK object, or ``obj[name]`` of a plain dict (usage read from JSON)."""
+    v = getattr(obj, name, _MISSING)  # SDK objects (the usual case) first: no isinstance on the hot path
+    if v is _MISSING:
+        return obj.get(name) if isinstance(obj, dict) else None
+    return v
+
+
+def count(obj: Any, name: str) -> int:
+    """A usage count that may be absent (0 then)."""
+    v = field(obj, name)
+    return 0 if v is None else v
 
 
 def register_sentinels(module: Any) -> None:

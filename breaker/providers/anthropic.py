@@ -18,25 +18,12 @@ from ..degrade import thinking_budget_for, trim_messages
 from ..estimate import estimate
 from ..usage import Usage
 from ._pipeline import Adapter, usage_error
-from ._shapes import tool_names, value
+from ._shapes import count as _int, field as _get, tool_names, value
 from ._streams import Meter
 from ._tools import args_fingerprint
 
-_MISSING = object()
 
 __all__ = ["MessagesAdapter"]
-
-
-def _get(obj: Any, name: str) -> Any:
-    v = getattr(obj, name, _MISSING)  # SDK objects (the usual case) first: no isinstance on the hot path
-    if v is _MISSING:
-        return obj.get(name) if isinstance(obj, dict) else None
-    return v
-
-
-def _int(obj: Any, name: str) -> int:
-    v = _get(obj, name)
-    return 0 if v is None else v
 
 
 def messages_usage(u: Any, tool_calls: int = 0) -> Usage:

@@ -19,11 +19,10 @@ from ..degrade import trim_messages
 from ..estimate import estimate
 from ..usage import Usage
 from ._pipeline import Adapter, usage_error
-from ._shapes import cap_value, lower_effort, tool_names, value
+from ._shapes import cap_value, field as _get, count as _int, lower_effort, tool_names, value
 from ._streams import Meter
 from ._tools import args_fingerprint
 
-_MISSING = object()
 
 __all__ = ["ChatAdapter", "ResponsesAdapter"]
 
@@ -33,18 +32,6 @@ _REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5", "codex")
 def _reasoning_model(model: str) -> bool:
     """Only reasoning models accept ``reasoning_effort``; others answer 400 to it."""
     return model.startswith(_REASONING_PREFIXES)
-
-
-def _get(obj: Any, name: str) -> Any:
-    v = getattr(obj, name, _MISSING)  # SDK objects (the usual case) first: no isinstance on the hot path
-    if v is _MISSING:
-        return obj.get(name) if isinstance(obj, dict) else None
-    return v
-
-
-def _int(obj: Any, name: str) -> int:
-    v = _get(obj, name)
-    return 0 if v is None else v
 
 
 # ------------------------------------------------------------------ chat completions
