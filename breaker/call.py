@@ -35,6 +35,10 @@ class Call:
         stream: whether the response is streamed.
         messages: how many messages the request carries.
         attrs: anything else an adapter wants to pass to detectors or telemetry.
+        trimmed_input: ``trimmed_input(n)`` is the input bound of the same
+            request cut to its last ``n`` messages (the way ``Degrade(keep_last_messages=n)``
+            cuts it), so a degraded call reserves what it will really send.
+            When the engine uses it, it sets ``input_tokens`` to that bound.
     """
 
     model: str
@@ -47,6 +51,7 @@ class Call:
     stream: bool = False
     messages: int = 0
     attrs: dict[str, Any] = field(default_factory=dict)
+    trimmed_input: Callable[[int], int] | None = None
 
 
 @dataclass(slots=True)

@@ -488,6 +488,9 @@ class Breaker:
             if natural is None:
                 natural = (price.context_window if price is not None else None) or DEFAULT_OUTPUT_BOUND
             units_max = natural if patch.max_output_tokens is None else min(natural, patch.max_output_tokens)
+            if patch.keep_last_messages is not None and call.trimmed_input is not None:
+                # the degraded request drops old messages: reserve what it will send
+                call.input_tokens = min(call.input_tokens, call.trimmed_input(patch.keep_last_messages))
             input_tokens = call.input_tokens
             if price is not None:
                 fixed_usd, per_usd = price.worst_case(input_tokens)

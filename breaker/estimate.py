@@ -46,7 +46,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Callable, Any
 
 __all__ = [
     "DOCUMENT_PART_TOKENS",
@@ -279,3 +279,18 @@ def estimate(
     is the looser estimate that gives up the zero-overshoot guarantee.
     """
     return _default.estimate(model, messages, system=system, tools=tools, strict=strict)
+
+
+def trimmed(
+    model: str, messages: Sequence[Any], style: str, *, system: Any = None, tools: Any = None, strict: bool = True
+) -> Callable[[int], int]:
+    """``Call.trimmed_input`` for a request: the bound once cut to its last ``n``
+    messages by ``breaker.degrade.trim_messages``. Computed only when a degrade
+    actually trims, so it costs nothing on ordinary calls."""
+
+    def bound(n: int) -> int:
+        from .degrade import trim_messages
+
+        return estimate(model, trim_messages(messages, n, style=style), system=system, tools=tools, strict=strict)[0]
+
+    return bound

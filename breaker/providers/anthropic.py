@@ -15,7 +15,7 @@ from typing import Any
 
 from ..call import Call, Patch
 from ..degrade import thinking_budget_for, trim_messages
-from ..estimate import estimate
+from ..estimate import estimate, trimmed
 from ..usage import Usage
 from ._pipeline import Adapter, usage_error
 from ._shapes import count as _int, field as _get, tool_names, value
@@ -118,6 +118,8 @@ class MessagesAdapter(Adapter):
             model, "anthropic", input_tokens=bound, max_output_tokens=value(kwargs, "max_tokens"),
             fingerprint=fp, tools=tool_names(tools), operation="chat",
             stream=value(kwargs, "stream") is True, messages=n,
+            trimmed_input=trimmed(model, messages, "anthropic", system=value(kwargs, "system"), tools=tools,
+                                  strict=strict),
         )
 
     def apply(self, kwargs: dict[str, Any], patch: Patch, call: Call) -> dict[str, Any]:

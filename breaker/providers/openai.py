@@ -16,7 +16,7 @@ from typing import Any
 
 from ..call import Call, Patch
 from ..degrade import trim_messages
-from ..estimate import estimate
+from ..estimate import estimate, trimmed
 from ..usage import Usage
 from ._pipeline import Adapter, usage_error
 from ._shapes import cap_value, field as _get, count as _int, lower_effort, tool_names, value
@@ -106,6 +106,7 @@ class ChatAdapter(Adapter):
             max_output_tokens=cap * choices if cap is not None else None,
             fingerprint=fp, tools=tool_names(tools), operation="chat",
             stream=value(kwargs, "stream") is True, messages=n,
+            trimmed_input=trimmed(model, messages, "openai", tools=tools, strict=strict),
         )
 
     def apply(self, kwargs: dict[str, Any], patch: Patch, call: Call) -> dict[str, Any]:
@@ -255,6 +256,8 @@ class ResponsesAdapter(Adapter):
         return Call(
             model, "openai", input_tokens=bound, max_output_tokens=cap, fingerprint=fp,
             tools=tool_names(tools), operation="responses", stream=value(kwargs, "stream") is True, messages=n,
+            trimmed_input=trimmed(model, messages, "openai-responses", system=value(kwargs, "instructions"),
+                                  tools=tools, strict=strict) if isinstance(messages, (list, tuple)) else None,
         )
 
     def apply(self, kwargs: dict[str, Any], patch: Patch, call: Call) -> dict[str, Any]:

@@ -17,7 +17,7 @@ BIG, SMALL = "gpt-4o", "gpt-4o-mini"
 PAGE = "log line with some detail " * 40  # ~1 kB added to the history every step
 
 
-def hoarding_agent(client, max_steps: int = 150) -> int:
+def hoarding_agent(client, max_steps: int = 400) -> int:
     """Appends every tool output to its history and resends all of it. Returns the steps completed."""
     messages = [{"role": "system", "content": "You are a log analyst."},
                 {"role": "user", "content": "Find the root cause."}]
@@ -50,6 +50,9 @@ def test_growth_degrades_by_trimming_then_the_budget_stops_it(fake, sink):
     guard, s, killed = run(fake, sink, degrade=True)
     assert isinstance(killed.__cause__, BudgetExceeded) and killed.reason == "budget"
     assert s.cost_usd <= 0.02
+    # the trimmed request's bound, not the full history's, is what was reserved:
+    # the session is stopped within one trimmed call of its budget, not far short of it
+    assert s.cost_usd > 0.019
     assert fake.count == s.calls
 
     sizes = [len(r.body["messages"]) for r in fake.requests]

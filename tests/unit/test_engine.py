@@ -429,3 +429,24 @@ def test_input_estimate_option_is_validated():
     assert Breaker(alerts=[], input_estimate="loose").input_estimate == "loose"
     with pytest.raises(ConfigError, match="'strict'"):
         Breaker(input_estimate="exact")
+
+
+def test_a_trimming_degrade_reserves_the_trimmed_request():
+    guard = Breaker(
+        budgets=[Budget(usd=0.01, degrade_at=0.01)],
+        degrade=Degrade(keep_last_messages=4),
+        alerts=[],
+    )
+    asked = []
+
+    def trimmed(n: int) -> int:
+        asked.append(n)
+        return 500
+
+    with guard.session("trim"):
+        guard.settle(guard.admit(call()), Usage(1000, 500))  # past 1%: later calls are degraded
+        big = Call(MINI, "openai", input_tokens=60_000, max_output_tokens=100, fingerprint="big", trimmed_input=trimmed)
+        ticket = guard.admit(big)
+        assert ticket.degraded and ticket.patch.keep_last_messages == 4
+        assert asked == [4] and ticket.call.input_tokens == 500
+        assert ticket.reserved[1] == 500 + 100  # tokens reserved: the trimmed input and the output cap
