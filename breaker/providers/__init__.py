@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import sys
 import threading
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -55,7 +56,7 @@ _CLIENT_RESOURCES: tuple[tuple[tuple[str, ...], tuple[str, ...], str], ...] = (
 
 _lock = threading.Lock()
 _installed: dict[str, Any] = {"guard": None, "patches": []}
-_sentinels_ready = False
+_sentinels_ready: set[str] = set()  # the SDK "_types" modules already registered
 
 
 def _adapters() -> dict[str, Adapter]:
@@ -65,16 +66,19 @@ def _adapters() -> dict[str, Adapter]:
     return {"chat": ChatAdapter(), "responses": ResponsesAdapter(), "messages": MessagesAdapter()}
 
 
-def _load_sentinels() -> None:
-    global _sentinels_ready
-    if _sentinels_ready:
-        return
-    for name in ("openai._types", "anthropic._types"):
+def _load_sentinels(sdk: str | None = None) -> None:
+    """Learn the SDKs' "argument not given" types. For ``wrap(client)`` only the
+    client's own SDK (and any already imported) is loaded: importing a whole
+    SDK the program never uses costs seconds at start-up."""
+    for name in ("openai", "anthropic"):
+        module = f"{name}._types"
+        if module in _sentinels_ready or (sdk is not None and name != sdk and name not in sys.modules):
+            continue
         try:
-            _shapes.register_sentinels(importlib.import_module(name))
+            _shapes.register_sentinels(importlib.import_module(module))
         except ImportError:
             pass
-    _sentinels_ready = True
+        _sentinels_ready.add(module)
 
 
 class _Switch:
@@ -172,7 +176,7 @@ def wrap(guard: Breaker, client: Any) -> Any:
     another client in the same process. Wrapping twice with the same guard is
     a no-op.
     """
-    _load_sentinels()
+    _load_sentinels(type(client).__module__.partition(".")[0])
     marks = client.__dict__.setdefault("_breaker_guards", set()) if hasattr(client, "__dict__") else None
     if marks is None:
         raise ConfigError(f"breaker cannot wrap {type(client).__name__}: expected an OpenAI or Anthropic client")
