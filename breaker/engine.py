@@ -468,6 +468,8 @@ class Breaker:
             state.tripped = trip
             self._emit(self._event("tripped", trip.message, session, scope="session", key=session.id,
                                    data={"reason": trip.reason}))
+            if call is not None:
+                self._record_refusal(session, call.model, call.provider, trip, self._clock())
             raise trip
         if found.action == "degrade" and not state.loop_degrade:
             state.loop_degrade = True
@@ -547,7 +549,11 @@ class Breaker:
                 degraded = True
                 continue
             needed = fixed[line.metric] + per_unit[line.metric] * ask.units_min
-            raise self._trip(line, grant.settled[grant.blocked], needed, session, model, status == "tripped", now)
+            already = status == "tripped"
+            trip = self._trip(line, grant.settled[grant.blocked], needed, session, model, already, now)
+            if not already:
+                self._record_refusal(session, model, call.provider, trip, now)
+            raise trip
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _mark_degraded(self, session: Session, why: str) -> None:
@@ -569,10 +575,11 @@ class Breaker:
                 f"({spent} spent). The call to {model} was refused before it was sent."
             )
         else:
+            left = format_amount(line.metric, max(line.limit - settled, 0))
             message = (
-                f"{line.who()} was stopped: its budget of {line.budget.describe()} is spent "
-                f"({spent} spent); the next call to {model} could cost up to "
-                f"{format_amount(line.metric, needed)} and would pass it."
+                f"{line.who()} was stopped: its budget of {line.budget.describe()} cannot pay for the next "
+                f"call ({spent} spent, {left} left; the call to {model} could cost up to "
+                f"{format_amount(line.metric, needed)})."
             )
         message += (
             f" Calls resume once the {format_seconds(window)} window frees enough."
@@ -591,6 +598,15 @@ class Breaker:
                 event.data["reason"] = trip.reason  # like loop trips: sinks and telemetry read the reason here
                 self._emit(event)
         return trip
+
+    def _record_refusal(self, session: Session, model: str, provider: str | None, trip: Tripped, now: float) -> None:
+        """Keep the call that tripped a scope in the ledger's history (nothing spent), so
+        reports show trips. Only ledgers that keep records; only the first refusal."""
+        if not self.ledger.wants_records:
+            return
+        record = self._record(session, model, provider, None, 0, now, "refused", False)
+        record.tripped = trip.reason
+        self.ledger.settle(None, self._plan(session).counters, (), _ZERO, now, record)
 
     # ------------------------------------------------------------------ settlement
     def settle(

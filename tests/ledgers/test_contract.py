@@ -256,3 +256,24 @@ def test_the_engine_writes_call_records_and_outcomes(persistent):
         1000, 200, 400, cost, "ok")
     assert rec.tags == {"team": "a"}
     assert [o[1:] for o in persistent.outcomes()] == [("t-1", "support", "acme", "resolved")]
+
+
+def test_the_engine_records_the_call_that_tripped(persistent):
+    """``breaker report`` counts trips from the records: the refused call is kept, with nothing spent."""
+    from breaker import Breaker, Budget, BudgetExceeded, Call, LoopDetected, LoopPolicy, Usage
+
+    guard = Breaker(budgets=[Budget(calls=1)], ledger=persistent, alerts=[], loops=LoopPolicy(max_identical=1),
+                    telemetry=False)
+    with guard.session("tripped", feature="support"):
+        guard.settle(guard.admit(Call("gpt-4o-mini", "openai", 10, 10, fingerprint=1)), Usage(10, 10))
+        for _ in range(3):  # the first refusal is recorded, the sticky ones after it are not
+            with pytest.raises(BudgetExceeded):
+                guard.admit(Call("gpt-4o-mini", "openai", 10, 10, fingerprint=2))
+    with guard.session("looped"):
+        with pytest.raises(LoopDetected):
+            for _ in range(2):
+                guard.settle(guard.admit(Call("gpt-4o-mini", "openai", 10, 10, fingerprint=3)), Usage(10, 10))
+    refused = [r for r in persistent.records() if r.outcome == "refused"]
+    assert [(r.session, r.tripped, r.cost_nano, r.input_tokens) for r in refused] == [
+        ("tripped", "budget", 0, 0), ("looped", "loop:identical", 0, 0)]
+    assert guard.spent("session", "tripped").calls == 1  # a refusal is not a call sent
