@@ -24,10 +24,8 @@ median over rounds, with the 10th–90th percentile spread.
 OTel's ``opentelemetry-instrumentation-openai-v2`` must match its
 ``opentelemetry-util-genai`` and ``wrapt`` 2.x: 2.4b0 with util-genai 1.1b0
 works (2.3b0 calls ``wrap_function_wrapper(module=...)``, which wrapt 2 rejects;
-2.4b0 with util-genai 1.2b0 misses ``util.genai.instruments``). Without
-touching the project's environment:
-``pip install --no-deps --target /tmp/otel-compat opentelemetry-instrumentation-openai-v2==2.4b0 opentelemetry-util-genai==1.1b0``
-then ``PYTHONPATH=/tmp/otel-compat python benchmarks/bench_overhead.py``.
+2.4b0 with util-genai 1.2b0 misses ``util.genai.instruments``); the project's
+``bench`` extra pins that pair.
 The OTel row is skipped, with the reason, when it cannot instrument.
 """
 
