@@ -3,8 +3,8 @@
 `BreakerMiddleware` admits every model call of `create_agent` before it is
 sent: past 40% of the budget it switches the agent to gpt-4o-mini, and when
 the budget cannot pay for the next call it ends the run with a message that
-says which limit stopped it; the session boundary then raises `SessionKilled`
-so the caller learns the session was stopped. No API key, no network: the chat model below is
+says which limit stopped it; the session stays tripped (`session.tripped`), so
+any later call in it is refused before it is sent. No API key, no network: the chat model below is
 a scripted stand-in for `ChatOpenAI(model="gpt-4o")`.
 """
 
@@ -67,13 +67,11 @@ agent = create_agent(
     middleware=[BreakerMiddleware(guard, models={"gpt-4o-mini": RunawayChat(model_name="gpt-4o-mini")})],
 )
 
-try:
-    with guard.session("lc-demo", feature="research") as session:
-        result = agent.invoke({"messages": [{"role": "user", "content": "Find the answer."}]})
-        # The run ended normally with the breaker's message as its last answer...
-        print("\nlast message:", result["messages"][-1].content)
-except breaker.SessionKilled as killed:  # ...and the session boundary still tells the caller it was stopped
-    print("SessionKilled:", killed.reason)
+with guard.session("lc-demo", feature="research") as session:
+    result = agent.invoke({"messages": [{"role": "user", "content": "Find the answer."}]})
+    # The run ended normally, with the breaker's message as its last answer.
+    print("\nlast message:", result["messages"][-1].content)
+print("stopped by:", session.tripped.reason)
 print(f"{session.calls} model calls ({CALLS.count('gpt-4o')} on gpt-4o, {CALLS.count('gpt-4o-mini')} on gpt-4o-mini), "
       f"${session.cost_usd:.4f} of $0.05")
 assert session.cost_usd <= 0.05 and session.calls == len(CALLS) and session.tripped is not None

@@ -4,8 +4,8 @@ pydantic-ai checks `UsageLimits` after each response and per run;
 `BreakerCapability` reserves each request's worst case *before* it is sent,
 switches to gpt-4o-mini past 40% of the budget, and when the budget cannot
 pay for the next request ends the run with a final answer that says why
-(`SkipModelRequest`); the session boundary then raises `SessionKilled` so the
-caller learns it was stopped. No API key, no network: `FunctionModel` stands in for
+(`SkipModelRequest`); the session stays tripped (`session.tripped`), so any
+later call in it is refused before it is sent. No API key, no network: `FunctionModel` stands in for
 `openai:gpt-4o` and `openai:gpt-4o-mini`.
 """
 
@@ -53,12 +53,10 @@ def search(q: str) -> str:
 
 
 async def main() -> None:
-    try:
-        async with guard.session("pydantic-ai-demo", feature="research") as session:
-            result = await agent.run("What is the answer?")
-            print("\noutput:", result.output)  # the run ended normally, with the breaker's answer
-    except breaker.SessionKilled as killed:  # and the session boundary tells the caller it was stopped
-        print("SessionKilled:", killed.reason)
+    async with guard.session("pydantic-ai-demo", feature="research") as session:
+        result = await agent.run("What is the answer?")
+        print("\noutput:", result.output)  # the run ended normally, with the breaker's answer
+    print("stopped by:", session.tripped.reason)
     print(f"{len(SENT)} requests ({SENT.count('gpt-4o')} gpt-4o, {SENT.count('gpt-4o-mini')} gpt-4o-mini), "
           f"{session.calls} counted, ${session.cost_usd:.4f} of $0.03")
     assert len(SENT) == session.calls and session.cost_usd <= 0.03 and session.tripped is not None

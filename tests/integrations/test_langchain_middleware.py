@@ -31,9 +31,8 @@ def test_runaway_tool_loop_ends_within_budget_with_a_message(events):
     guard = Breaker(budgets=[Budget(usd=0.05)], alerts=[events])
     model = fake()
     agent = create_agent(model, tools=[search], middleware=[BreakerMiddleware(guard)])
-    with pytest.raises(breaker.SessionKilled):  # the run ended gracefully; the boundary still reports the kill
-        with guard.session("lc-runaway") as s:
-            result = agent.invoke(ask())
+    with guard.session("lc-runaway") as s:
+        result = agent.invoke(ask())
     last = result["messages"][-1]
     assert isinstance(last, AIMessage) and last.name == "breaker"
     assert "budget of $0.05" in last.content and last.response_metadata["breaker"]["reason"] == "budget"
@@ -59,9 +58,8 @@ async def test_async_agent_is_stopped_the_same_way():
     guard = Breaker(budgets=[Budget(usd=0.05)], alerts=[])
     model = fake()
     agent = create_agent(model, tools=[search], middleware=[BreakerMiddleware(guard)])
-    with pytest.raises(breaker.SessionKilled):
-        async with guard.session("lc-async") as s:
-            result = await agent.ainvoke(ask())
+    async with guard.session("lc-async") as s:
+        result = await agent.ainvoke(ask())
     assert result["messages"][-1].name == "breaker"
     assert len(model.sent) == s.calls == 5
 
@@ -70,9 +68,8 @@ def test_the_output_cap_sent_is_what_the_budget_can_pay():
     guard = Breaker(budgets=[Budget(usd=0.05)], alerts=[])
     model = fake()
     agent = create_agent(model, tools=[search], middleware=[BreakerMiddleware(guard)])
-    with pytest.raises(breaker.SessionKilled):
-        with guard.session("lc-cap"):
-            agent.invoke(ask())
+    with guard.session("lc-cap"):
+        agent.invoke(ask())
     caps = [cap for _, cap, _ in model.sent]
     assert all(cap is not None for cap in caps)  # no cap requested: the worst case would be the context window
     assert caps == sorted(caps, reverse=True)  # less left, lower cap
@@ -113,9 +110,8 @@ def test_degrades_by_copying_the_chat_model_with_the_cheaper_name(events):
     )
     model = fake()
     agent = create_agent(model, tools=[search], middleware=[BreakerMiddleware(guard)])
-    with pytest.raises(breaker.SessionKilled):
-        with guard.session("lc-degrade") as s:
-            agent.invoke(ask())
+    with guard.session("lc-degrade") as s:
+        agent.invoke(ask())
     names = [name for name, _, _ in model.sent]
     assert names[:2] == ["gpt-4o", "gpt-4o"] and set(names[2:]) == {"gpt-4o-mini"}
     assert "degraded" in events.kinds()
@@ -131,9 +127,8 @@ def test_degrades_to_a_chat_model_given_by_name():
     )
     big, small = fake(), fake(model="gpt-4o-mini")
     agent = create_agent(big, tools=[search], middleware=[BreakerMiddleware(guard, models={"gpt-4o-mini": small})])
-    with pytest.raises(breaker.SessionKilled):
-        with guard.session("lc-degrade-map") as s:
-            agent.invoke(ask())
+    with guard.session("lc-degrade-map") as s:
+        agent.invoke(ask())
     assert len(big.sent) == 2 and len(small.sent) > 10
     assert len(big.sent) + len(small.sent) == s.calls
 
@@ -146,9 +141,8 @@ def test_tool_thrash_is_stopped_by_loop_detection():
     guard = Breaker(loops=LoopPolicy(max_tool_repeats=4), alerts=[])
     model = fake(thrash)
     agent = create_agent(model, tools=[search], middleware=[BreakerMiddleware(guard)])
-    with pytest.raises(breaker.SessionKilled):
-        with guard.session("lc-thrash") as s:
-            result = agent.invoke(ask())
+    with guard.session("lc-thrash") as s:
+        result = agent.invoke(ask())
     assert isinstance(s.tripped, LoopDetected)
     assert len(model.sent) == s.calls == 5
     assert result["messages"][-1].response_metadata["breaker"]["reason"] == "loop:tool_repeat"

@@ -52,9 +52,8 @@ def make_agent(model, guard, **kw) -> Agent:
 async def test_runaway_tool_loop_ends_within_budget_with_a_final_answer(events):
     guard = Breaker(budgets=[Budget(usd=0.05)], alerts=[events])
     fake = Scripted(runaway)
-    with pytest.raises(breaker.SessionKilled):  # the run ended with a final answer; the boundary reports the kill
-        async with guard.session("pai-runaway") as s:
-            result = await make_agent(fake.model, guard).run(f"find {SECRET}")
+    async with guard.session("pai-runaway") as s:
+        result = await make_agent(fake.model, guard).run(f"find {SECRET}")
     assert result.output.startswith("Stopped by agent-cost-breaker") and "budget of $0.05" in result.output
     assert isinstance(s.tripped, BudgetExceeded)
     assert len(fake.sent) == s.calls and 5 <= s.calls <= 10
@@ -117,9 +116,8 @@ async def test_tool_thrash_is_stopped_by_loop_detection():
 
     guard = Breaker(loops=LoopPolicy(max_tool_repeats=3), alerts=[])
     fake = Scripted(thrash)
-    with pytest.raises(breaker.SessionKilled):
-        async with guard.session("pai-thrash") as s:
-            result = await make_agent(fake.model, guard).run("go")
+    async with guard.session("pai-thrash") as s:
+        result = await make_agent(fake.model, guard).run("go")
     assert isinstance(s.tripped, LoopDetected) and "loop detection" in result.output
     assert len(fake.sent) == s.calls == 4
 
