@@ -17,6 +17,27 @@ settings.register_profile(
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 
+def genai_nano(usage, model: str, provider: str) -> int:
+    """The genai-prices figure for one request (a ``breaker.Usage``), in nano-USD rounded up
+    as breaker rounds: the reference every exact-pricing assertion compares with."""
+    from decimal import ROUND_CEILING
+
+    from genai_prices import Usage as GUsage
+    from genai_prices import calc_price
+
+    g = GUsage(
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        cache_read_tokens=usage.cache_read_tokens,
+        cache_write_tokens=usage.cache_write_tokens,
+        cache_write_1h_tokens=usage.cache_write_1h_tokens,
+        output_reasoning_tokens=usage.reasoning_tokens,
+        web_searches=usage.web_search_calls,
+    )
+    total = calc_price(g, model, provider_id=provider).total_price
+    return int((total * 10**9).to_integral_value(ROUND_CEILING))
+
+
 class Clock:
     """A settable clock for ``Breaker(clock=...)``: rolling windows without sleeping."""
 

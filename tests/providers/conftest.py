@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+from tests.conftest import genai_nano  # noqa: F401  (re-exported for the provider tests)
+
 from contextlib import contextmanager
-from decimal import ROUND_CEILING
 
 import pytest
-from genai_prices import Usage as GUsage
-from genai_prices import calc_price
 
 from breaker import Breaker, SessionKilled, Usage
 from breaker.testing import FakeLLM
@@ -43,19 +42,6 @@ def guard(make_guard):
     return make_guard().instrument()
 
 
-def genai_nano(usage: Usage, model: str, provider: str) -> int:
-    """The genai-prices figure for one request, in nano-USD (rounded up, as breaker does)."""
-    g = GUsage(
-        input_tokens=usage.input_tokens,
-        output_tokens=usage.output_tokens,
-        cache_read_tokens=usage.cache_read_tokens,
-        cache_write_tokens=usage.cache_write_tokens,
-        cache_write_1h_tokens=usage.cache_write_1h_tokens,
-        output_reasoning_tokens=usage.reasoning_tokens,
-        web_searches=usage.web_search_calls,
-    )
-    total = calc_price(g, model, provider_id=provider).total_price
-    return int((total * 10**9).to_integral_value(ROUND_CEILING))
 
 
 def nano(usd: float) -> int:

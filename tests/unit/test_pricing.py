@@ -9,6 +9,7 @@ from genai_prices import calc_price
 
 from breaker import Breaker, Call, ConfigError, UnknownPrice, Usage
 from breaker.pricing import PriceBook
+from tests.conftest import genai_nano
 
 MODELS = [
     ("gpt-4o", "openai"),
@@ -34,20 +35,6 @@ MODELS = [
 ]
 
 
-def _genai_nano(usage: Usage, model: str, provider: str) -> int:
-    g = GUsage(
-        input_tokens=usage.input_tokens,
-        output_tokens=usage.output_tokens,
-        cache_read_tokens=usage.cache_read_tokens,
-        cache_write_tokens=usage.cache_write_tokens,
-        cache_write_1h_tokens=usage.cache_write_1h_tokens,
-        output_reasoning_tokens=usage.reasoning_tokens,
-        web_searches=usage.web_search_calls,
-    )
-    total = calc_price(g, model, provider_id=provider).total_price
-    return int((total * 10**9).to_integral_value(ROUND_CEILING))
-
-
 def _usages(rng: random.Random, n: int) -> list[Usage]:
     out = [Usage(200_000, 10), Usage(200_001, 10), Usage(0, 0), Usage(1, 1)]
     while len(out) < n:
@@ -70,7 +57,7 @@ def test_matches_calc_price_to_the_nano_dollar():
         price = book.lookup(model, provider)
         assert price is not None, f"{model} should be priced"
         for usage in _usages(rng, 14):
-            assert price.cost(usage) == _genai_nano(usage, model, provider), (model, usage)
+            assert price.cost(usage) == genai_nano(usage, model, provider), (model, usage)
             pairs += 1
     assert pairs >= 200
 
