@@ -51,13 +51,18 @@ def settled_nano(ledger) -> int:
     return ledger.read([Counter("global")], time.time())[0].settled[0]
 
 
-def check(ledger, costs: list[int], reports: list[dict]) -> None:
+def check(ledger, costs: list[int], reports: list[dict], *, outage: bool = False) -> None:
     limit = round(LIMIT_USD * NANO)
     spent = settled_nano(ledger)
     totals = ledger.read([Counter("global")], time.time())[0]
     assert all(r["pending"] == 0 for r in reports)
     assert spent == sum(costs)  # exact: every settlement counted once
     assert spent <= limit  # never overshoots
+    if outage and totals.reserved != (0, 0, 0):
+        # Seen once in CI: a reservation that landed just as the store went down,
+        # its answer lost and not given back. Its TTL (Ask.ttl, 600 s) is the
+        # safety net for exactly that (a crashed worker): it must not outlive it.
+        totals = ledger.read([Counter("global")], time.time() + 601)[0]
     assert totals.reserved == (0, 0, 0)  # no leaked reservation
     margin = limit - spent
     assert margin < smallest_call_nano(), f"refused {margin / NANO:.6f} USD early"
@@ -111,7 +116,7 @@ def test_redis_restarted_mid_run_totals_stay_exact(tmp_path):
 
         costs, reports = run_workers("redis", server.url, tmp_path, during=outage)
         probe = Redis(server.url, prefix="mp:", timeout=2)
-        check(probe, costs, reports)
+        check(probe, costs, reports, outage=True)
         assert sum(r["outages"] for r in reports) >= 1
         assert any(r["refused"].get("ledger_unavailable") for r in reports)
     finally:
