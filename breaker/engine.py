@@ -664,6 +664,31 @@ class Breaker:
         """Give a reservation back for a call that was never sent."""
         self.settle(ticket, None, sent=False)
 
+    def require_unpatched(self, ticket: Ticket, *, layer: str, model_fix: str, cap_fix: str) -> None:
+        """For layers that see a request too late to change it (framework hooks and callbacks).
+
+        If admission fitted the call only by patching it (a cheaper model, a
+        lower output cap), sending it unchanged could spend more than was
+        reserved: the reservation is given back and the call refused with a
+        non-sticky ``BudgetExceeded`` that says how to fix it (``model_fix`` /
+        ``cap_fix``); a later call that needs no patch goes through.
+        """
+        patch, call = ticket.patch, ticket.call
+        if patch.model is None and patch.max_output_tokens is None:
+            return
+        self.release(ticket)
+        if patch.model is not None:
+            why = f"the budget asks to degrade {call.model} to {patch.model}, but {layer} cannot change the model; {model_fix}"
+        else:
+            why = (f"the budget can pay for {patch.max_output_tokens} output tokens but the call may produce "
+                   f"{call.max_output_tokens or 'its whole context window of'} tokens, and {layer} cannot lower "
+                   f"that; {cap_fix}")
+        session = ticket.session
+        raise BudgetExceeded(
+            f"Session {session.id!r}: the call to {call.model} was refused before it was sent: {why}.",
+            scope="session", key=session.id, reason="budget", metric="usd", session=session.id, sticky=False,
+        )
+
     def record(
         self, model: str, usage: Usage, *, provider: str | None = None, session: Session | None = None
     ) -> float | None:

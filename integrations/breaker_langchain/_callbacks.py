@@ -79,9 +79,10 @@ class BreakerCallbackHandler(BaseCallbackHandler):
             stream=bool(params.get("stream")),
         )
         ticket = guard.admit(call)
-        if ticket.patch.model is not None or ticket.patch.max_output_tokens is not None:
-            guard.release(ticket)
-            raise _cannot_patch(ticket)
+        guard.require_unpatched(
+            ticket, layer="a callback", model_fix="use BreakerMiddleware with create_agent",
+            cap_fix="set max_tokens on the chat model",
+        )
         token = guard._inflight.set(ticket)
         with self._lock:
             self._open[run_id] = (ticket, token)
@@ -134,19 +135,3 @@ class BreakerCallbackHandler(BaseCallbackHandler):
         except ValueError:  # ended in another context than it started in: that context ends with its task
             pass
         self.guard.settle(ticket, usage, tool_calls=tool_calls, error=error)
-
-
-def _cannot_patch(ticket: Ticket) -> BudgetExceeded:
-    """The refusal for a call the budget can pay only if it were changed, which a callback cannot do."""
-    call, patch = ticket.call, ticket.patch
-    if patch.model is not None:
-        why = (f"the budget asks to degrade {call.model} to {patch.model}, but a callback cannot change the "
-               f"model; use BreakerMiddleware with create_agent")
-    else:
-        why = (f"the budget can pay for {patch.max_output_tokens} output tokens but the call may produce "
-               f"{call.max_output_tokens or 'its whole context window of'} tokens; set max_tokens on the chat model")
-    return BudgetExceeded(
-        f"Session {ticket.session.id!r}: the call to {call.model} was refused before it was sent: {why}.",
-        scope="session", key=ticket.session.id, reason="budget", metric="usd",
-        session=ticket.session.id, sticky=False,
-    )

@@ -24,7 +24,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from breaker import Breaker, BudgetExceeded, Call, ConfigError, Ticket, Usage
+from breaker import Breaker, Call, ConfigError, Ticket, Usage
 from breaker.estimate import estimate
 from breaker.providers._tools import args_fingerprint
 
@@ -127,10 +127,11 @@ class BreakerLogger(CustomLogger):
         if _seen_by_sdk_layer(self.guard, kwargs):
             return  # guard.instrument() admits this call inside the OpenAI SDK, where it can patch it: count it once
         ticket = self.guard.admit(self._describe(model, messages, kwargs))
-        patch = ticket.patch
-        if patch.model is not None or patch.max_output_tokens is not None:
-            self.guard.release(ticket)
-            raise _cannot_patch(ticket)
+        self.guard.require_unpatched(
+            ticket, layer="LiteLLM's logging hook (the request is built already)",
+            model_fix="use guard.instrument() for OpenAI/Anthropic clients, or no degrade budget",
+            cap_fix="pass max_tokens= low enough",
+        )
         self._hold(key, ticket)
 
     def _hold(self, key: str | None, ticket: Ticket) -> None:
@@ -232,22 +233,6 @@ def usage_from_litellm(usage: Any) -> Usage:
     return Usage(
         input_tokens=prompt, output_tokens=output, cache_read_tokens=cache_read,
         cache_write_tokens=cache_write, reasoning_tokens=reasoning,
-    )
-
-
-def _cannot_patch(ticket: Ticket) -> BudgetExceeded:
-    """The refusal for a call the budget can pay only if it were changed, which this hook cannot do."""
-    call, patch = ticket.call, ticket.patch
-    if patch.model is not None:
-        why = (f"the budget asks to degrade {call.model} to {patch.model}, but LiteLLM has built the request "
-               f"already; use guard.instrument() for OpenAI/Anthropic clients, or no degrade budget")
-    else:
-        why = (f"the budget can pay for {patch.max_output_tokens} output tokens but the call may produce "
-               f"{call.max_output_tokens}; pass max_tokens= low enough")
-    return BudgetExceeded(
-        f"Session {ticket.session.id!r}: the call to {call.model} was refused before it was sent: {why}.",
-        scope="session", key=ticket.session.id, reason="budget", metric="usd",
-        session=ticket.session.id, sticky=False,
     )
 
 

@@ -27,7 +27,7 @@ import threading
 import weakref
 from typing import Any
 
-from breaker import Breaker, BudgetExceeded, Call, ConfigError, Ticket, Usage
+from breaker import Breaker, Call, ConfigError, Ticket, Usage
 from breaker.estimate import estimate
 from breaker.providers._tools import args_fingerprint
 
@@ -75,9 +75,11 @@ class BreakerHooks(RunHooks[Any]):
         if _seen_by_sdk_layer(self.guard, agent.model):
             return  # guard.instrument() / guard.wrap(client) admits this call where it can patch it: count it once
         ticket = await self.guard.admit_async(self._describe(agent, system_prompt, input_items))
-        if ticket.patch.model is not None or ticket.patch.max_output_tokens is not None:
-            self.guard.release(ticket)
-            raise _cannot_patch(ticket, agent)
+        self.guard.require_unpatched(
+            ticket, layer=f"RunHooks (agent {agent.name!r})",
+            model_fix="use guard.instrument() (its SDK layer degrades the real request) or no degrade budget",
+            cap_fix="set Agent(model_settings=ModelSettings(max_tokens=...)) low enough",
+        )
         key = id(context)
         with self._lock:
             first = key not in self._pending
@@ -121,27 +123,6 @@ class BreakerHooks(RunHooks[Any]):
             fingerprint=fp, tools=tuple(t["name"] for t in tools), operation="chat", messages=count,
             attrs={"framework": "openai-agents", "agent": agent.name},
         )
-
-
-def _cannot_patch(ticket: Ticket, agent: Agent[Any]) -> BudgetExceeded:
-    """The refusal for a call the budget can pay only if it were changed, which hooks cannot do.
-
-    Sending it unchanged could spend more than was reserved (a higher output
-    cap, or the expensive model on the cheap model's reservation).
-    """
-    call, patch = ticket.call, ticket.patch
-    if patch.model is not None:
-        why = (f"the budget asks to degrade {call.model} to {patch.model}, but RunHooks cannot change the model; "
-               f"use guard.instrument() (its SDK layer degrades the real request) or no degrade budget")
-    else:
-        why = (f"the budget can pay for {patch.max_output_tokens} output tokens but agent {agent.name!r} may "
-               f"produce {call.max_output_tokens or 'its context window of'} tokens and RunHooks cannot lower "
-               f"that; set Agent(model_settings=ModelSettings(max_tokens=...)) low enough")
-    return BudgetExceeded(
-        f"Session {ticket.session.id!r}: the call to {call.model} was refused before it was sent: {why}.",
-        scope="session", key=ticket.session.id, reason="budget", metric="usd",
-        spent=None, limit=None, session=ticket.session.id, sticky=False,
-    )
 
 
 def _seen_by_sdk_layer(guard: Breaker, model: Any) -> bool:

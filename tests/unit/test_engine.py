@@ -450,3 +450,18 @@ def test_a_trimming_degrade_reserves_the_trimmed_request():
         assert ticket.degraded and ticket.patch.keep_last_messages == 4
         assert asked == [4] and ticket.call.input_tokens == 500
         assert ticket.reserved[1] == 500 + 100  # tokens reserved: the trimmed input and the output cap
+
+
+def test_require_unpatched_refuses_a_call_that_only_fits_changed_and_gives_the_money_back():
+    guard = Breaker(budgets=[Budget(usd=0.001)], alerts=[])
+    with guard.session("hooks") as s:
+        fits = guard.admit(call(inp=100, out=100))
+        guard.require_unpatched(fits, layer="a hook", model_fix="-", cap_fix="-")  # no patch: nothing to do
+        guard.settle(fits, Usage(100, 100))
+        needs_cap = guard.admit(call(inp=1000, out=100_000))
+        assert needs_cap.patch.max_output_tokens is not None
+        with pytest.raises(BudgetExceeded, match="a hook cannot lower that; set max_tokens") as info:
+            guard.require_unpatched(needs_cap, layer="a hook", model_fix="-", cap_fix="set max_tokens")
+        assert not info.value.sticky and s.tripped is None
+        assert s.remaining_usd == pytest.approx(0.001 - (100 * 0.15 + 100 * 0.6) / 1e6)  # reservation returned
+        assert s.calls == 1
