@@ -97,11 +97,6 @@ class Ticket:
     span: Any = None
     settled: bool = False
     streamed_output: int = 0
-    reasons: tuple[str, ...] = ()
-
-    @property
-    def reserved_usd(self) -> float:
-        return self.reserved[0] / 1_000_000_000
 
 
 @dataclass(slots=True)
