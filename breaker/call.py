@@ -90,13 +90,24 @@ class Ticket:
     degraded: bool
     counters: tuple[Counter, ...]
     limits: tuple[Limit, ...]
-    reserved: tuple[int, int, int]
     output_budget: int  # output tokens the reservation pays for
     reservation: Any
     started: float
     span: Any = None
     settled: bool = False
     streamed_output: int = 0
+
+    @property
+    def reserved(self) -> tuple[int, int, int]:
+        """``(nano-USD, tokens, calls)`` the reservation holds: the worst case of
+        the call's input bound with ``output_budget`` output tokens (derived
+        on demand rather than stored: nothing on the hot path reads it)."""
+        call = self.call
+        usd = 0
+        if self.price is not None:
+            fixed, per = self.price.worst_case(call.input_tokens)
+            usd = fixed + per * self.output_budget
+        return (usd, call.input_tokens + self.output_budget, 1)
 
 
 @dataclass(slots=True)

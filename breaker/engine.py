@@ -482,14 +482,18 @@ class Breaker:
         state = session._state
         degraded = (force_degrade or state.degrade_hint) and self.degrade is not None
         now = self._clock()
+        provider = call.provider
         for _attempt in (0, 1):
             patch = self.degrade.patch(call) if degraded else _NO_PATCH  # type: ignore[union-attr]
             model = patch.model or call.model
-            price = self._price(model, call.provider, session)
+            price = self.prices.lookup(model, provider)
+            if price is None:
+                self._unpriced(model, provider, session)
             natural = call.max_output_tokens
             if natural is None:
                 natural = (price.context_window if price is not None else None) or DEFAULT_OUTPUT_BOUND
-            units_max = natural if patch.max_output_tokens is None else min(natural, patch.max_output_tokens)
+            cap = patch.max_output_tokens
+            units_max = natural if cap is None or cap >= natural else cap
             if patch.keep_last_messages is not None and call.trimmed_input is not None:
                 # the degraded request drops old messages: reserve what it will send
                 call.input_tokens = min(call.input_tokens, call.trimmed_input(patch.keep_last_messages))
@@ -500,8 +504,9 @@ class Breaker:
                 fixed_usd = per_usd = 0
             fixed = (fixed_usd, input_tokens, 1)
             per_unit = (per_usd, 1, 0)
+            units_min = self.min_output_tokens
             ask = Ask(plan.counters, plan.hard, fixed, per_unit, units_max,
-                      min(self.min_output_tokens, units_max), patient=not final)
+                      units_min if units_min < units_max else units_max, not final)
             try:
                 grant = self.ledger.reserve(ask, now)
             except LedgerError as e:  # [issue 6] the store is down, on_ledger_error="closed": refuse, don't trip
@@ -525,10 +530,8 @@ class Breaker:
                 units = grant.units
                 if units < natural:
                     patch = Patch(patch.model, units, patch.reasoning_effort, patch.keep_last_messages, patch.hook)
-                ticket = Ticket(
-                    call, session, model, price, patch, degraded, plan.counters, plan.limits,
-                    (fixed[0] + per_unit[0] * units, fixed[1] + units, 1), units, grant.handle, now,
-                )
+                ticket = Ticket(call, session, model, price, patch, degraded, plan.counters, plan.limits,
+                                units, grant.handle, now)
                 ticket.span = self.telemetry.start(call, session)
                 return ticket
             if status == "busy":
@@ -802,13 +805,11 @@ class Breaker:
         return self._inflight.get()
 
     # ------------------------------------------------------------------ helpers
-    def _price(self, model: str, provider: str | None, session: Session) -> Price | None:
-        price = self.prices.lookup(model, provider)
-        if price is None:
-            if self.unknown_price == "error":
-                raise UnknownPrice(model, provider)
-            self._warn_unknown(model, provider, session)
-        return price
+    def _unpriced(self, model: str, provider: str | None, session: Session) -> None:
+        """A call to a model with no price: refuse it (``unknown_price="error"``) or warn once."""
+        if self.unknown_price == "error":
+            raise UnknownPrice(model, provider)
+        self._warn_unknown(model, provider, session)
 
     def _warn_unknown(self, model: str, provider: str | None, session: Session) -> None:
         key = (model, provider)

@@ -30,6 +30,7 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from importlib.metadata import version
 from typing import Any
+from operator import attrgetter, mul
 
 from .errors import ConfigError
 from .usage import Usage
@@ -92,6 +93,13 @@ _PROVIDER_ALIASES = {
 }
 
 
+# Usage fields in the order of a band's coefficients (see ``_IN`` ... ``_REQ``).
+_USAGE_TERMS = attrgetter(
+    "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "cache_write_1h_tokens",
+    "reasoning_tokens", "web_search_calls", "requests",
+)
+
+
 @dataclass(frozen=True, slots=True)
 class Price:
     """One model's price as integer coefficients.
@@ -131,20 +139,13 @@ class Price:
         return chosen
 
     def cost(self, usage: Usage) -> int:
-        """Exact cost of one request's usage in nano-USD, rounded up."""
+        """Exact cost of one request's usage in nano-USD, rounded up.
+
+        One C-level pass (``attrgetter`` + ``map``): this runs on every settled call.
+        """
         bands = self.bands
         c = bands[0][1] if len(bands) == 1 else self._coefficients(usage.input_tokens)
-        total = (
-            usage.input_tokens * c[0]
-            + usage.output_tokens * c[1]
-            + usage.cache_read_tokens * c[2]
-            + usage.cache_write_tokens * c[3]
-            + usage.cache_write_1h_tokens * c[4]
-            + usage.reasoning_tokens * c[5]
-            + usage.web_search_calls * c[6]
-            + usage.requests * c[7]
-        )
-        return -(-total // self.den)
+        return -(-sum(map(mul, _USAGE_TERMS(usage), c)) // self.den)
 
     def worst_case(self, input_tokens: int) -> tuple[int, int]:
         """``(fixed, per_output_token)`` nano-USD bounds for a request.

@@ -18,6 +18,8 @@ _FIELDS = (
     "requests", "tool_calls", "web_search_calls", "cache_write_1h_tokens",
 )
 
+_INT = {int}
+
 
 class Usage:
     """Token and request counts, all non-negative integers.
@@ -65,16 +67,14 @@ class Usage:
         web_search_calls: int = 0,
         cache_write_1h_tokens: int = 0,
     ) -> None:
+        # One set of types and one bitwise OR stand in for nine type checks and
+        # nine sign checks (a negative int makes the OR negative): built on every call.
         if not (
-            type(input_tokens) is int and input_tokens >= 0
-            and type(output_tokens) is int and output_tokens >= 0
-            and type(cache_read_tokens) is int and cache_read_tokens >= 0
-            and type(cache_write_tokens) is int and cache_write_tokens >= 0
-            and type(reasoning_tokens) is int and reasoning_tokens >= 0
-            and type(requests) is int and requests >= 0
-            and type(tool_calls) is int and tool_calls >= 0
-            and type(web_search_calls) is int and web_search_calls >= 0
-            and type(cache_write_1h_tokens) is int and cache_write_1h_tokens >= 0
+            {type(input_tokens), type(output_tokens), type(cache_read_tokens), type(cache_write_tokens),
+             type(reasoning_tokens), type(requests), type(tool_calls), type(web_search_calls),
+             type(cache_write_1h_tokens)} == _INT
+            and (input_tokens | output_tokens | cache_read_tokens | cache_write_tokens | reasoning_tokens
+                 | requests | tool_calls | web_search_calls | cache_write_1h_tokens) >= 0
             and cache_read_tokens + cache_write_tokens <= input_tokens
             and reasoning_tokens <= output_tokens
             and cache_write_1h_tokens <= cache_write_tokens

@@ -158,18 +158,22 @@ def decide(
     """The admission arithmetic every ledger shares, given each limit's
     ``(settled, reserved, trip_marker_blocks)``, read inside the ledger's own
     atomic section. Returns the grant (without a handle) or the refusal.
+
+    Written for speed (positional arguments, no helper calls): it runs on
+    every call's admission.
     """
     fixed = ask.fixed
     per_unit = ask.per_unit
     units_max = ask.units_max
     units = units_settled = units_max
     cut_at = over_at = -1
+    i = 0
     settled_out = []
-    for i, lim in enumerate(ask.limits):
+    for lim in ask.limits:
         s, r, tripped = state[i]
         settled_out.append(s)
         if tripped:
-            return Grant("tripped", blocked=i, settled=tuple(settled_out) + tuple(x[0] for x in state[i + 1:]), reserved=r)
+            return Grant("tripped", -1, i, tuple(settled_out) + tuple(x[0] for x in state[i + 1:]), r)
         m = lim.metric
         avail_s = lim.limit - s - fixed[m]
         avail = avail_s - r
@@ -186,10 +190,11 @@ def decide(
         if u < units:
             units = u
             cut_at = i
+        i += 1
     settled = tuple(settled_out)
     units_min = ask.units_min
     if units_settled < units_min:
-        return Grant("over", blocked=over_at, settled=settled, reserved=state[over_at][1])
+        return Grant("over", -1, over_at, settled, state[over_at][1])
     if units < units_min or (ask.patient and units < units_settled):
-        return Grant("busy", blocked=cut_at, settled=settled, reserved=state[cut_at][1])
-    return Grant("ok", units=units, settled=settled)
+        return Grant("busy", -1, cut_at, settled, state[cut_at][1])
+    return Grant("ok", units, -1, settled)

@@ -74,7 +74,7 @@ class Memory:
         self._ctrs: dict[tuple[str, int], _Ctr] = {}
         # A session's plan hands over the same counters tuple on every call:
         # resolve it to counter objects once (until the next sweep).
-        self._resolved: dict[int, tuple[tuple[Counter, ...], list[_Ctr]]] = {}
+        self._resolved: dict[int, tuple[tuple[Counter, ...], list[_Ctr], list[_Ctr]]] = {}
         self._records: deque[CallRecord] = deque(maxlen=keep_records or None)
         self.wants_records = keep_records > 0
         self._outcomes: deque[tuple[float, str, str | None, str | None, str]] = deque(maxlen=100_000)
@@ -96,19 +96,23 @@ class Memory:
         return ctr
 
     def _resolve(self, counters: tuple[Counter, ...], now: float) -> list[_Ctr]:
+        """The counter objects of a plan's counters tuple, windows aged to ``now``.
+
+        Resolved once per tuple (until the next sweep) and cached with the
+        windowed ones apart, so an ordinary call's admission does no lookups
+        and ages only what has a window. ``touched`` is left to ``settle``
+        (every admitted call settles; a counter holding a reservation is never swept).
+        """
         if now >= self._next_sweep:
             self._sweep(now)
         hit = self._resolved.get(id(counters))
-        if hit is not None and hit[0] is counters:
-            ctrs = hit[1]
-            for ctr in ctrs:
-                if ctr.buckets:
-                    ctr.expire(now)
-                ctr.touched = now
-            return ctrs
-        ctrs = [self._get(c, now) for c in counters]
-        self._resolved[id(counters)] = (counters, ctrs)
-        return ctrs
+        if hit is None or hit[0] is not counters:
+            ctrs = [self._get(c, now) for c in counters]
+            hit = self._resolved[id(counters)] = (counters, ctrs, [c for c in ctrs if c.window])
+        for ctr in hit[2]:
+            if ctr.buckets:
+                ctr.expire(now)
+        return hit[1]
 
     def reserve(self, ask: Ask, now: float) -> Grant:
         with self._lock:
@@ -118,10 +122,11 @@ class Memory:
                 ctr = ctrs[lim.counter]
                 m = lim.metric
                 s = ctr.settled[m]
+                trips = ctr.trips
                 blocked = False
-                if ctr.trips and m in ctr.trips:
-                    if ctr.window and s + ctr.trips[m] <= lim.limit:
-                        del ctr.trips[m]
+                if trips and m in trips:
+                    if ctr.window and s + trips[m] <= lim.limit:
+                        del trips[m]
                     else:
                         blocked = True
                 state.append((s, ctr.reserved[m], blocked))
@@ -129,13 +134,13 @@ class Memory:
             if grant.status == "ok":
                 units = grant.units
                 f, p = ask.fixed, ask.per_unit
-                amount = (f[0] + p[0] * units, f[1] + p[1] * units, f[2] + p[2] * units)
+                usd, tokens, calls = f[0] + p[0] * units, f[1] + p[1] * units, f[2] + p[2] * units
                 for ctr in ctrs:
                     r = ctr.reserved
-                    r[0] += amount[0]
-                    r[1] += amount[1]
-                    r[2] += amount[2]
-                grant.handle = (ctrs, amount)
+                    r[0] += usd
+                    r[1] += tokens
+                    r[2] += calls
+                grant.handle = (ctrs, usd, tokens, calls)
             return grant
 
     def settle(
@@ -147,30 +152,33 @@ class Memory:
         now: float,
         record: CallRecord | None = None,
     ) -> tuple[int, ...]:
+        usd, tokens, calls = actual
         with self._lock:
             if handle is None:
                 ctrs = self._resolve(counters, now)
+                r_usd = r_tokens = r_calls = 0
             else:
-                ctrs, amount = handle
-                for ctr in ctrs:
-                    r = ctr.reserved
-                    r[0] -= amount[0]
-                    r[1] -= amount[1]
-                    r[2] -= amount[2]
-            for ctr in ctrs:
-                if ctr.buckets:
-                    ctr.expire(now)  # buckets may have aged out since the reservation
+                ctrs, r_usd, r_tokens, r_calls = handle
+            for ctr in ctrs:  # one pass: give the reservation back, add the actual amounts
+                r = ctr.reserved
+                r[0] -= r_usd
+                r[1] -= r_tokens
+                r[2] -= r_calls
                 if ctr.buckets is None:
                     settled = ctr.settled
-                    settled[0] += actual[0]
-                    settled[1] += actual[1]
-                    settled[2] += actual[2]
+                    settled[0] += usd
+                    settled[1] += tokens
+                    settled[2] += calls
                 else:
+                    ctr.expire(now)  # buckets may have aged out since the reservation
                     ctr.add(actual, now)
                 ctr.touched = now
             if record is not None:
                 self._records.append(record)
-            return tuple([ctrs[lim.counter].settled[lim.metric] for lim in limits])
+            out = []
+            for lim in limits:
+                out.append(ctrs[lim.counter].settled[lim.metric])
+            return tuple(out)
 
     def trip(self, counter: Counter, metric: int, needed: int, now: float) -> None:
         with self._lock:

@@ -66,12 +66,8 @@ class Adapter:
         return None
 
 
-def _strict(guard: Breaker) -> bool:
-    """Strict input bounds unless the guard opts into the loose estimate (``Breaker(input_estimate="loose")``)."""
-    return guard.input_estimate != "loose"
-
-
 _ONE_SHOT = ("messages", "input", "tools")
+_PLAIN = frozenset({list, tuple, str, dict})
 
 
 def _prepare(guard: Breaker, adapter: Adapter, kwargs: dict[str, Any]) -> Call | None:
@@ -82,10 +78,8 @@ def _prepare(guard: Breaker, adapter: Adapter, kwargs: dict[str, Any]) -> Call |
         if v is not None and v.__class__ not in _PLAIN and hasattr(v, "__next__"):
             # A generator can be read once: read it here and send the list (``kwargs`` is this call's own dict).
             kwargs[key] = list(v)
-    return adapter.describe(kwargs, _strict(guard))
-
-
-_PLAIN = frozenset({list, tuple, str, dict})
+    # Strict input bounds unless the guard opts into the loose estimate (Breaker(input_estimate="loose")).
+    return adapter.describe(kwargs, guard.input_estimate != "loose")
 
 
 def _patched(guard: Breaker, adapter: Adapter, ticket: Ticket, kwargs: dict[str, Any]) -> tuple[dict[str, Any], bool]:
