@@ -65,9 +65,17 @@ class LoopState:
     ``last_error_at``, when the latest settled call (or reported retry) failed,
     ``None`` once one succeeds. Each detector keeps its own memory in
     ``memory(detector, factory)``. Detectors run under ``lock``.
+
+    The built-in detectors run on every call, so they skip ``memory()`` (a
+    method call, an ``id()`` and often a factory closure per use) and read
+    ``_memory`` directly, keyed by the detector object itself, and only when
+    there is something to remember. ``_open`` counts the failure memories
+    they hold open (an ``ErrorStorm`` window with failures in it, a
+    ``NoBackoff`` hot-retry run): while it is 0 and ``last_error_at`` is
+    ``None``, their checks have nothing to do and ``Detectors`` skips them.
     """
 
-    __slots__ = ("lock", "calls", "last_error_at", "pending", "_token", "_memory")
+    __slots__ = ("lock", "calls", "last_error_at", "pending", "_token", "_memory", "_open")
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
@@ -75,7 +83,8 @@ class LoopState:
         self.last_error_at: float | None = None
         self.pending: Detection | None = None  # a kill/degrade seen after a call, applied at the next
         self._token = object()  # marks the exceptions this session has counted
-        self._memory: dict[int, Any] = {}
+        self._memory: dict[object, Any] = {}
+        self._open = 0
 
     def memory(self, owner: object, factory: Callable[[], Any]) -> Any:
         """``owner``'s private memory in this session, made by ``factory`` on first use."""
@@ -176,8 +185,21 @@ def _worst(found: Detection | None, other: Detection | None) -> Detection | None
     return found
 
 
+def _unchanged(detector: Any, cls: type, *names: str) -> bool:
+    """Whether ``detector`` is a ``cls`` whose ``names`` methods are ``cls``'s own (not overridden)."""
+    kind = type(detector)
+    return issubclass(kind, cls) and all(getattr(kind, n) is getattr(cls, n) for n in names)
+
+
 class Detectors(Detector):
-    """Several detectors as one: each runs every time (each keeps its memory up to date); the most severe verdict wins."""
+    """Several detectors as one: the most severe verdict wins.
+
+    Each runs every time (each keeps its memory up to date), except where
+    running it is known to change nothing: an unmodified ``ErrorStorm`` or
+    ``NoBackoff`` check while no failure is open (see ``LoopState``), an
+    unmodified ``ErrorStorm`` or ``ToolThrash`` observe of a success that
+    asked for no tool. This runs on every call, and those are most calls.
+    """
 
     def __init__(self, *detectors: DetectorLike) -> None:
         flat: list[Detector] = []
@@ -185,23 +207,34 @@ class Detectors(Detector):
             flat.extend(d.detectors if isinstance(d, Detectors) else (as_detector(d),))
         self.detectors: tuple[Detector, ...] = tuple(flat)
         # bound methods, skipping the base class's no-ops: this runs on every call's hot path
-        self._checks = tuple(_hook(d, "check") for d in flat if _hook(d, "check") is not None)
-        self._observes = tuple(_hook(d, "observe") for d in flat if _hook(d, "observe") is not None)
+        checks = [(d, _hook(d, "check")) for d in flat]
+        observes = [(d, _hook(d, "observe")) for d in flat]
+        self._checks = tuple(c for _, c in checks if c is not None)
+        self._calm_checks = tuple(
+            c for d, c in checks
+            if c is not None and not _unchanged(d, ErrorStorm, "check", "observe")
+            and not _unchanged(d, NoBackoff, "check", "observe")
+        )
+        self._observes = tuple(o for _, o in observes if o is not None)
+        self._success_observes = tuple(
+            o for d, o in observes
+            if o is not None and not _unchanged(d, ErrorStorm, "observe") and not _unchanged(d, ToolThrash, "observe")
+        )
 
     def check(self, state: LoopState, call: Call, now: float) -> Detection | None:
         found = None
-        for check in self._checks:
+        for check in self._checks if state._open or state.last_error_at is not None else self._calm_checks:
             verdict = check(state, call, now)
             if verdict is not None:
-                found = _worst(found, verdict)
+                found = verdict if found is None else _worst(found, verdict)
         return found
 
     def observe(self, state: LoopState, call: Call | None, outcome: Outcome, now: float) -> Detection | None:
         found = None
-        for observe in self._observes:
+        for observe in self._success_observes if outcome.ok and not outcome.tool_calls else self._observes:
             verdict = observe(state, call, outcome, now)
             if verdict is not None:
-                found = _worst(found, verdict)
+                found = verdict if found is None else _worst(found, verdict)
         return found
 
     def __repr__(self) -> str:
@@ -240,19 +273,35 @@ class IdenticalRequests(Detector):
         self.window = parse_window(window, what="IdenticalRequests(window)")
 
     def check(self, state: LoopState, call: Call, now: float) -> Detection | None:
-        if call.fingerprint is None:
+        fingerprint = call.fingerprint
+        if fingerprint is None:
             return None
-        seen: OrderedDict[object, deque[float]] = state.memory(self, OrderedDict)
-        key = (call.model, call.fingerprint)
-        times = seen.get(key)
-        if times is None:
-            times = seen[key] = deque(maxlen=self.max)
+        try:  # a subscript is cheaper than .get(), and a miss happens once per session
+            seen: OrderedDict[object, float | deque[float]] = state._memory[self]
+        except KeyError:
+            seen = state._memory[self] = OrderedDict()
+        key = (call.model, fingerprint)
+        if key not in seen:
+            # Most requests are new (a growing history changes the fingerprint at every
+            # step), and this runs on every call: a first sighting is remembered as its
+            # bare timestamp, and becomes a deque only if the same request comes again.
+            seen[key] = now
             if len(seen) > _MAX_TRACKED:
-                seen.popitem(last=False)
+                seen.popitem(False)  # the least recently used (positional: no keyword parsing)
+            return None
+        times = seen[key]
+        seen.move_to_end(key)
+        if type(times) is not deque:  # seen once, at `times`
+            if times <= now - self.window:
+                seen[key] = now
+                return None
+            if self.max > 1:
+                seen[key] = deque((times, now), maxlen=self.max)
+                return None
+            times = deque((times,))
         else:
-            seen.move_to_end(key)
-        while times and times[0] <= now - self.window:
-            times.popleft()
+            while times and times[0] <= now - self.window:
+                times.popleft()
         if len(times) >= self.max:
             return Detection(
                 self.signal, self.action,
@@ -282,13 +331,15 @@ class ErrorStorm(Detector):
         self.max, self.action, self.window_text = max, action, _window_text(window)
         self.window = parse_window(window, what="ErrorStorm(window)")
 
-    def _errors(self, state: LoopState) -> deque[float]:
-        return state.memory(self, lambda: deque(maxlen=self.max))
-
     def check(self, state: LoopState, call: Call, now: float) -> Detection | None:
-        errors = self._errors(state)
+        errors: deque[float] | None = state._memory.get(self)
+        if not errors:  # no failure in the window, nothing to prune or count
+            return None
         while errors and errors[0] <= now - self.window:
             errors.popleft()
+        if not errors:
+            state._open -= 1  # this window has closed
+            return None
         if len(errors) >= self.max:
             return Detection(
                 self.signal, self.action,
@@ -298,8 +349,13 @@ class ErrorStorm(Detector):
         return None
 
     def observe(self, state: LoopState, call: Call | None, outcome: Outcome, now: float) -> Detection | None:
-        if not outcome.ok:
-            self._errors(state).append(now)
+        if not outcome.ok:  # a success leaves earlier failures in the window: they still count
+            errors = state._memory.get(self)
+            if errors is None:
+                errors = state._memory[self] = deque(maxlen=self.max)
+            if not errors:
+                state._open += 1  # a window opens: checks run until it closes
+            errors.append(now)
         return None
 
     def __repr__(self) -> str:
@@ -329,18 +385,24 @@ class NoBackoff(Detector):
         self.max, self.min_backoff, self.action = max, float(min_backoff), action
 
     def check(self, state: LoopState, call: Call, now: float) -> Detection | None:
-        hot: list[int] = state.memory(self, lambda: [0])
         last = state.last_error_at
+        hot: list[int] | None = state._memory.get(self)  # [hot retries in a row], made at the first one
         if last is None or now - last >= self.min_backoff:
-            hot[0] = 0
+            if hot is not None and hot[0]:  # a success or a real pause: the count starts afresh
+                hot[0] = 0
+                state._open -= 1
             return None
-        if hot[0] >= self.max:
+        if hot is None:
+            hot = state._memory[self] = [0]
+        elif hot[0] >= self.max:
             return Detection(
                 self.signal, self.action,
                 f"{hot[0] + 1} calls in a row were fired less than {self.min_backoff:g}s after a failure "
                 f"(max_hot_retries={self.max}): a retry loop without backoff",
                 hot[0] + 1, self.max,
             )
+        if not hot[0]:
+            state._open += 1  # a hot-retry run starts: checks run until it is reset
         hot[0] += 1
         return None
 
@@ -365,9 +427,14 @@ class ToolThrash(Detector):
         self.max, self.action = max, action
 
     def observe(self, state: LoopState, call: Call | None, outcome: Outcome, now: float) -> Detection | None:
-        counts: OrderedDict[tuple[str, str], int] = state.memory(self, OrderedDict)
+        tools = outcome.tool_calls
+        if not tools:  # this runs on every call; most ask for no tool
+            return None
+        counts: OrderedDict[tuple[str, str], int] | None = state._memory.get(self)
+        if counts is None:
+            counts = state._memory[self] = OrderedDict()
         found = None
-        for tool in outcome.tool_calls:
+        for tool in tools:
             count = counts.get(tool, 0) + 1
             counts[tool] = count
             counts.move_to_end(tool)
@@ -434,12 +501,21 @@ class ContextGrowth(Detector):
         self.limit, self.rising, self.action = limit, rising, action
 
     def check(self, state: LoopState, call: Call, now: float) -> Detection | None:
-        mem: list[int] = state.memory(self, lambda: [-1, 0, 0])  # last size, run length, fired
-        last, run, fired = mem
         size = call.input_tokens
-        run = run + 1 if last >= 0 and size > last else 0
-        mem[0], mem[1] = size, run
-        if fired or size < self.limit or run < self.rising:
+        try:
+            mem: list[int] = state._memory[self]  # last size, run length, fired
+        except KeyError:  # the first call: no run yet
+            state._memory[self] = [size, 0, 0]
+            return None
+        if mem[2]:  # fires once per session: nothing left to track
+            return None
+        last = mem[0]
+        mem[0] = size
+        if not size > last >= 0:
+            mem[1] = 0
+            return None
+        run = mem[1] = mem[1] + 1
+        if size < self.limit or run < self.rising:
             return None
         mem[2] = 1
         return Detection(
@@ -476,10 +552,18 @@ class SpendSpike(Detector):
         cost = outcome.cost_nano
         if not outcome.ok or cost is None:
             return None
-        mem: list[int] = state.memory(self, lambda: [0, 0])  # total nano-USD, calls
-        total, n = mem
-        mem[0], mem[1] = total + cost, n + 1
-        if n < self.min_calls or total == 0 or cost * n <= self.factor * total:
+        try:
+            mem: list[int] = state._memory[self]  # total nano-USD, calls
+        except KeyError:  # the first priced call: no average to compare with yet
+            state._memory[self] = [cost, 1]
+            return None
+        total = mem[0]
+        n = mem[1]
+        mem[0] = total + cost
+        mem[1] = n + 1
+        # `0 <= cost * n <= total` (exact ints) implies `cost * n <= factor * total` for any
+        # factor > 1, even rounded: this runs on every call, and settles most without the float product
+        if n < self.min_calls or 0 <= cost * n <= total or total == 0 or cost * n <= self.factor * total:
             return None
         ratio = cost * n / total
         return Detection(
@@ -586,12 +670,26 @@ class LoopPolicy:
 
         A call that is not refused (no ``kill``) counts as made.
         """
-        with state.lock:
-            found = _worst(state.pending, self.detectors.check(state, call, now))
-            state.pending = None
+        lock = state.lock
+        lock.acquire()  # this runs on every call: acquire/release costs half of a `with` block
+        try:
+            pending = state.pending
+            # self.detectors.check(state, call, now), inlined: one Python call less on every call
+            detectors = self.detectors
+            found = None
+            for check in (detectors._checks if state._open or state.last_error_at is not None
+                          else detectors._calm_checks):
+                verdict = check(state, call, now)
+                if verdict is not None:
+                    found = verdict if found is None else _worst(found, verdict)
+            if pending is not None:
+                state.pending = None
+                found = _worst(pending, found)
             if found is None or found.action != "kill":
                 state.calls += 1
             return found
+        finally:
+            lock.release()
 
     def observe(self, state: LoopState, call: Call | None, outcome: Outcome, now: float) -> Detection | None:
         """After a call settles: remember what it did.
@@ -600,16 +698,28 @@ class LoopPolicy:
         ``degrade`` is held and returned by the next ``check``, where the engine
         acts on it before that call is sent (one ``loop`` event either way).
         """
-        with state.lock:
+        lock = state.lock
+        lock.acquire()  # as in check: on every call
+        try:
+            # self.detectors.observe(state, call, outcome, now), inlined as in check
+            detectors = self.detectors
             if outcome.ok:
                 state.last_error_at = None
+                observes = detectors._observes if outcome.tool_calls else detectors._success_observes
             else:
                 state._failed(outcome.error, now)
-            found = self.detectors.observe(state, call, outcome, now)
+                observes = detectors._observes
+            found = None
+            for observe in observes:
+                verdict = observe(state, call, outcome, now)
+                if verdict is not None:
+                    found = verdict if found is None else _worst(found, verdict)
             if found is not None and found.action != "warn":
                 state.pending = _worst(state.pending, found)
                 return None
             return found
+        finally:
+            lock.release()
 
     def retried(self, state: LoopState, error: BaseException | None, now: float) -> Detection | None:
         """A retry loop is about to retry after ``error``: count it as a failure, once.
