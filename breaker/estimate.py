@@ -30,12 +30,16 @@ message is measured once and remembered by object identity (with its
 is measured again); a conversation that grows by appending (or is rebuilt
 from the same message objects) is recognised by its first two messages and
 only the new tail is looked up, which makes a call O(1) amortised in Python
-work (the prefix check is one C-speed list compare). Caches are bounded LRUs
-holding references to the measured objects (which keeps ``id()`` reuse from
-ever matching a different object). Editing a message that was already sent
-*in place* (``msg["content"] = ...`` on the same dict) is not noticed on the
-recognised prefix; append new messages or replace the message object instead,
-as agent loops do.
+work (the prefix check is one C-speed list compare). A *sibling* request
+(the same history with another last message) is answered from the stored
+prefix sums and its last message alone, storing nothing; a plain-dict last
+message is then measured afresh rather than cached. The conversation used
+last is tried first, without a cache lookup. Caches are bounded (oldest
+entry evicted first) and hold references to the measured objects (which
+keeps ``id()`` reuse from ever matching a different object). Editing a
+message that was already sent *in place* (``msg["content"] = ...`` on the
+same dict) is not noticed on the recognised prefix; append new messages or
+replace the message object instead, as agent loops do.
 
 The fingerprint is Python's ``hash`` of a canonical form of model, messages
 and tools: stable within a process (what loop detection needs), never text.
@@ -43,10 +47,9 @@ and tools: stable within a process (what loop detection needs), never text.
 
 from __future__ import annotations
 
-import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from typing import Callable, Any
+from typing import Any, Callable
 
 __all__ = [
     "DOCUMENT_PART_TOKENS",
@@ -88,38 +91,34 @@ def measure(value: Any) -> tuple[int, int, Any]:
 
     ``canonical`` is a hashable form (dicts as sorted item tuples) for fingerprints.
     """
+    # Exact-type checks first: parsed JSON, messages and tool schemas are plain
+    # str / dict / list, and an exact check skips the ``Mapping`` ABC check
+    # (a Python-level ``__instancecheck__``) that a list would otherwise pay.
+    t = type(value)
+    if t is str:
+        return (len(value) if value.isascii() else len(value.encode("utf-8", "surrogatepass"))), 0, value
+    if t is dict:
+        # The common message, {"role": "user", "content": "..."}: all strings, no nesting.
+        # _text_len inlined: one function call per key and per value is most of the cost here.
+        n = 0
+        for k, v in value.items():
+            if type(v) is not str or type(k) is not str:
+                break
+            if k.isascii() and v.isascii():
+                n += len(k) + len(v)
+            else:
+                n += _text_len(k) + _text_len(v)
+        else:
+            return n, 0, tuple(sorted(value.items()))
+        return _mapping(value)
+    if t is list or t is tuple:
+        return _sequence(value)
     if isinstance(value, str):
         return _text_len(value), 0, value
     if isinstance(value, (dict, Mapping)):
-        if type(value) is dict:
-            # The common message, {"role": "user", "content": "..."}: all strings, no nesting.
-            n = 0
-            for k, v in value.items():
-                if type(v) is not str or type(k) is not str:
-                    break
-                n += _text_len(k) + _text_len(v)
-            else:
-                return n, 0, tuple(sorted(value.items()))
-        kind = value.get("type")
-        if kind in _IMAGE_TYPES:
-            return 0, IMAGE_PART_TOKENS, ("<image>", _canon_plain(value))
-        n, fixed, items = 0, DOCUMENT_PART_TOKENS if kind in _DOCUMENT_TYPES else 0, []
-        for k, v in value.items():
-            b, f, c = measure(v)
-            n += b + (_text_len(k) if isinstance(k, str) else 0)
-            fixed += f
-            items.append((k, c))
-        items.sort(key=_first)
-        return n, fixed, tuple(items)
+        return _mapping(value)
     if isinstance(value, (list, tuple)):
-        n = fixed = 0
-        items = []
-        for v in value:
-            b, f, c = measure(v)
-            n += b
-            fixed += f
-            items.append(c)
-        return n, fixed, tuple(items)
+        return _sequence(value)
     if value is None or isinstance(value, bool):
         return 0, 0, value
     if isinstance(value, (int, float)):
@@ -135,6 +134,32 @@ def measure(value: Any) -> tuple[int, int, Any]:
     return _text_len(text), 0, text
 
 
+def _mapping(value: Any) -> tuple[int, int, Any]:
+    """``measure`` of a mapping that is not all strings (nested parts, images, documents)."""
+    kind = value.get("type")
+    if kind in _IMAGE_TYPES:
+        return 0, IMAGE_PART_TOKENS, ("<image>", _canon_plain(value))
+    n, fixed, items = 0, DOCUMENT_PART_TOKENS if kind in _DOCUMENT_TYPES else 0, []
+    for k, v in value.items():
+        b, f, c = measure(v)
+        n += b + (_text_len(k) if isinstance(k, str) else 0)
+        fixed += f
+        items.append((k, c))
+    items.sort(key=_first)
+    return n, fixed, tuple(items)
+
+
+def _sequence(value: Any) -> tuple[int, int, Any]:
+    n = fixed = 0
+    items = []
+    for v in value:
+        b, f, c = measure(v)
+        n += b
+        fixed += f
+        items.append(c)
+    return n, fixed, tuple(items)
+
+
 def _first(item: tuple[Any, Any]) -> str:
     return str(item[0])
 
@@ -147,23 +172,56 @@ def _canon_plain(value: Any) -> Any:
     return value if isinstance(value, (str, int, float, bool, type(None))) else str(value)
 
 
-_EMPTY: tuple[list[Any], list[int], list[int], list[int]] = ([], [0], [0], [0])
-"""A conversation's cached state: (messages, prefix text bytes, prefix fixed bounds, prefix hashes).
+def _figures(m: Any) -> tuple[int, int, int]:
+    """``(text_bytes, fixed_tokens, hash(canonical))`` of one message, uncached.
 
-Replaced as one tuple, never mutated, so concurrent callers never see a
-message list paired with another list's sums (a race only costs a recount).
-"""
+    The plain ``{"role": ..., "content": ...}`` dict of strings (most
+    messages) is done inline, without ``measure``'s loop and sort: its
+    canonical form is known to be ``(("content", c), ("role", r))`` (keys
+    sorted), so the hash is the one ``measure`` would give, and a message has
+    one fingerprint whichever way it was measured. (``Estimator.estimate``
+    repeats these lines inline for a sibling request's last message.)
+    """
+    if type(m) is dict and len(m) == 2:
+        role = m.get("role")
+        content = m.get("content")
+        if type(role) is str and type(content) is str:  # two keys, both present: exactly these two
+            if role.isascii() and content.isascii():
+                b = 11 + len(role) + len(content)  # 11: len("role") + len("content")
+            else:
+                b = 11 + _text_len(role) + _text_len(content)
+            return b, 0, hash((("content", content), ("role", role)))
+    b, f, c = measure(m)
+    return b, f, hash(c)
+
+
+_START: list[tuple[int, int, int]] = [(0, 0, 0)]
+"""Prefix sums of no messages. Never mutated: a conversation's sums are always a new list."""
+
+_NO_MESSAGE = object()  # the "last message" of the empty starting state: never any request's message
 
 
 class Estimator:
-    """Measures requests with bounded caches. Thread-safe; one per process is enough."""
+    """Measures requests with bounded caches. Thread-safe; one per process is enough.
+
+    No locks: every cache update is a single ``OrderedDict`` operation or
+    attribute store (atomic under the GIL), and a conversation's state is a
+    tuple ``(messages before the last, last message, prefix sums)`` that is
+    replaced as one and never mutated, so concurrent callers never see a
+    message list paired with another list's sums. A race can only cost a
+    recount or evict an entry early. (A lock around the updates cost more,
+    on every call, than the recounts it would save.)
+    """
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
         self._messages: OrderedDict[int, tuple[Any, Any, int, int, int]] = OrderedDict()
-        self._conversations: OrderedDict[tuple[int, int], tuple[list[Any], list[int], list[int], list[int]]] = (
+        # (id of first message, id of second) -> (messages before the last, last message,
+        #   [(text bytes, fixed tokens, chained hash) of the first i messages, for i in 0..count])
+        self._conversations: OrderedDict[tuple[int, int], tuple[list[Any], Any, list[tuple[int, int, int]]]] = (
             OrderedDict()
         )
+        # The conversation state used last: checked first by ``estimate`` (no key to build, no lookup).
+        self._recent: tuple[list[Any], Any, list[tuple[int, int, int]]] = ([], _NO_MESSAGE, _START)
         self._objects: OrderedDict[int, tuple[Any, int, int, int, int]] = OrderedDict()
 
     # one message: (ref, content ref, bytes, fixed tokens, hash)
@@ -173,12 +231,11 @@ class Estimator:
         hit = self._messages.get(key)
         if hit is not None and hit[0] is m and hit[1] is content:
             return hit[2], hit[3], hit[4]
-        b, f, c = measure(m)
-        h = hash(c)
-        with self._lock:
-            self._messages[key] = (m, content, b, f, h)
-            if len(self._messages) > _MAX_MESSAGES:
-                self._messages.popitem(last=False)
+        b, f, h = _figures(m)
+        cache = self._messages
+        cache[key] = (m, content, b, f, h)
+        if len(cache) > _MAX_MESSAGES:
+            cache.popitem(last=False)
         return b, f, h
 
     def _object(self, obj: Any) -> tuple[int, int, int]:
@@ -191,10 +248,10 @@ class Estimator:
             return hit[2], hit[3], hit[4]
         b, f, c = measure(obj)
         h = hash(c)
-        with self._lock:
-            self._objects[key] = (obj, len(obj) if isinstance(obj, list) else 0, b, f, h)
-            if len(self._objects) > _MAX_CONVERSATIONS:
-                self._objects.popitem(last=False)
+        cache = self._objects
+        cache[key] = (obj, len(obj) if isinstance(obj, list) else 0, b, f, h)
+        if len(cache) > _MAX_CONVERSATIONS:
+            cache.popitem(last=False)
         return b, f, h
 
     def messages(self, messages: Sequence[Any]) -> tuple[int, int, int, int]:
@@ -203,42 +260,65 @@ class Estimator:
         The conversation seen last with the same first two messages is reused
         up to the longest prefix of identical message objects (a C-speed list
         compare); only messages past it are looked up (by identity, with a
-        content identity check) or measured.
+        content identity check) or measured, and the grown conversation is
+        stored in its place.
+
+        A *sibling* request (the stored messages but the last, then another
+        last message: an agent step, a retry with a rewritten prompt) is
+        answered from the stored prefix sums plus its last message, storing
+        nothing: no copies, no cache churn, and the stored conversation stays
+        the one its continuations grow from. Its last message, when a plain
+        dict, is measured afresh rather than cached (cheaper than a cache
+        insert and eviction); other message types go through the cache.
         """
         items = messages if type(messages) is list else list(messages)
         n = len(items)
         if n == 0:
             return 0, 0, 0, 0
         key = (id(items[0]), id(items[1]) if n > 1 else 0)
-        state = self._conversations.get(key) or _EMPTY
-        old, sizes, fixed, hashes = state
-        known = len(old)
-        if known <= n and (items[:known] if known < n else items) == old:
-            k = known  # the same conversation, grown (or rebuilt from the same messages)
-        elif 1 < known <= n + 1 and items[: known - 1] == old[:-1]:
-            k = known - 1  # a sibling request: same history, another last message
-        else:  # the history was edited (trimmed, rewritten): find the common prefix
-            k = 0
-            limit = min(known, n)
-            while k < limit and items[k] is old[k]:
-                k += 1
-        if k < n:
-            sizes, fixed, hashes = sizes[: k + 1], fixed[: k + 1], hashes[: k + 1]
-            size, fix, h = sizes[-1], fixed[-1], hashes[-1]
-            for m in items[k:]:
-                b, f, mh = self._message(m)
-                size += b
-                fix += f
-                h = hash((h, mh))
-                sizes.append(size)
-                fixed.append(fix)
-                hashes.append(h)
-            with self._lock:
-                self._conversations.pop(key, None)
-                self._conversations[key] = (list(items), sizes, fixed, hashes)
-                if len(self._conversations) > _MAX_CONVERSATIONS:
-                    self._conversations.popitem(last=False)
-        return sizes[n], fixed[n], hashes[n], n
+        state = self._conversations.get(key)
+        if state is None:
+            k, sums = 0, _START
+        else:
+            head, last, sums = state
+            k = len(head)
+            if k <= n and items[:k] == head:
+                self._recent = state
+                if k == n:  # the stored conversation less its last message
+                    size, fix, h = sums[k]
+                    return size, fix, h, n
+                m = items[k]
+                if m is last:
+                    k += 1
+                    if k == n:  # the stored conversation again
+                        size, fix, h = sums[k]
+                        return size, fix, h, n
+                elif k + 1 == n:  # a sibling: answered from the sums, nothing stored
+                    size, fix, h = sums[k]
+                    b, f, mh = _figures(m) if type(m) is dict else self._message(m)
+                    return size + b, fix + f, hash((h, mh)), n
+            else:  # the history was edited (trimmed, rewritten): find the common prefix
+                limit = min(k, n)
+                k = 0
+                while k < limit and items[k] is head[k]:
+                    k += 1
+        size, fix, h = sums[k]
+        grown = []
+        for m in items[k:] if k else items:
+            b, f, mh = self._message(m)
+            size += b
+            fix += f
+            h = hash((h, mh))
+            grown.append((size, fix, h))
+        # Concatenation builds the new sums in one allocation (no slice when the stored sums all still hold).
+        state = (items[:-1], items[-1], (sums if len(sums) == k + 1 else sums[: k + 1]) + grown)
+        conversations = self._conversations
+        conversations.pop(key, None)  # re-inserted last: least recently grown goes first
+        conversations[key] = state
+        if len(conversations) > _MAX_CONVERSATIONS:
+            conversations.popitem(last=False)
+        self._recent = state
+        return size, fix, h, n
 
     def estimate(
         self,
@@ -250,7 +330,37 @@ class Estimator:
         strict: bool = True,
     ) -> tuple[int, int, int]:
         """``(input_token_bound, fingerprint, message_count)`` of one request."""
-        size, fix, h, n = self.messages(messages) if messages else (0, 0, 0, 0)
+        # Fast path, inline (it runs on every call): the conversation used last,
+        # asked again or as a sibling (same messages but the last). The prefix
+        # compare is what proves it is the same conversation, so no key is
+        # needed; anything else goes through messages().
+        head, last, sums = self._recent
+        k = len(head)
+        if type(messages) is list and len(messages) == k + 1 and messages[:k] == head:
+            m = messages[k]
+            if m is last:
+                size, fix, h = sums[k + 1]
+            else:
+                size, fix, h = sums[k]
+                if (
+                    type(m) is dict and len(m) == 2
+                    and type(role := m.get("role")) is str and type(content := m.get("content")) is str
+                ):  # _figures(m), inline
+                    if role.isascii() and content.isascii():
+                        size += 11 + len(role) + len(content)
+                    else:
+                        size += 11 + _text_len(role) + _text_len(content)
+                    h = hash((h, hash((("content", content), ("role", role)))))
+                else:
+                    b, f, mh = _figures(m) if type(m) is dict else self._message(m)
+                    size += b
+                    fix += f
+                    h = hash((h, mh))
+            n = k + 1
+        elif messages:
+            size, fix, h, n = self.messages(messages)
+        else:
+            size = fix = h = n = 0
         if system is not None:
             b, f, sh = self._object(system)
             size += b
@@ -281,16 +391,27 @@ def estimate(
     return _default.estimate(model, messages, system=system, tools=tools, strict=strict)
 
 
+def trimmed_bound(
+    model: str, messages: Sequence[Any], style: str, system: Any, tools: Any, strict: bool, n: int
+) -> int:
+    """The input bound of a request cut to its last ``n`` messages by ``breaker.degrade.trim_messages``."""
+    from .degrade import trim_messages
+
+    return estimate(model, trim_messages(messages, n, style=style), system=system, tools=tools, strict=strict)[0]
+
+
 def trimmed(
     model: str, messages: Sequence[Any], style: str, *, system: Any = None, tools: Any = None, strict: bool = True
 ) -> Callable[[int], int]:
     """``Call.trimmed_input`` for a request: the bound once cut to its last ``n``
     messages by ``breaker.degrade.trim_messages``. Computed only when a degrade
-    actually trims, so it costs nothing on ordinary calls."""
+    actually trims, so it costs nothing on ordinary calls. (The adapters
+    define the same closure inline, saving this call on every request.)
+
+    A closure rather than a ``functools.partial``: a partial's repr shows its
+    arguments, and the messages must never reach a ``Call``'s repr."""
 
     def bound(n: int) -> int:
-        from .degrade import trim_messages
-
-        return estimate(model, trim_messages(messages, n, style=style), system=system, tools=tools, strict=strict)[0]
+        return trimmed_bound(model, messages, style, system, tools, strict, n)
 
     return bound

@@ -15,10 +15,10 @@ from typing import Any
 
 from ..call import Call, Patch
 from ..degrade import thinking_budget_for, trim_messages
-from ..estimate import estimate, trimmed
+from ..estimate import _default, trimmed_bound
 from ..usage import Usage
 from ._pipeline import Adapter, usage_error
-from ._shapes import count as _int, field as _get, tool_names, value
+from ._shapes import SENTINELS, count as _int, field as _get, tool_names, value
 from ._streams import Meter
 from ._tools import args_fingerprint
 
@@ -26,7 +26,46 @@ from ._tools import args_fingerprint
 __all__ = ["MessagesAdapter"]
 
 
+_estimate = _default.estimate  # the hot-path choices are explained in providers/openai.py
+
+
 def messages_usage(u: Any, tool_calls: int = 0) -> Usage:
+    # Hot path (every call): an SDK usage object read with plain attribute
+    # access (see chat_usage in providers/openai.py). A dict (usage merged
+    # from stream events or parsed from JSON), None, an object without these
+    # fields or a count that is not a non-negative int takes _messages_usage,
+    # the reference reading with the clear errors.
+    try:
+        fresh = u.input_tokens
+        output = u.output_tokens
+        read = u.cache_read_input_tokens
+        write = u.cache_creation_input_tokens
+        creation = u.cache_creation
+        tools = u.server_tool_use
+        write_1h = None if creation is None else creation.ephemeral_1h_input_tokens
+        searches = None if tools is None else tools.web_search_requests
+    except AttributeError:
+        return _messages_usage(u, tool_calls)
+    if read is None:
+        read = 0
+    if write is None:
+        write = 0
+    if (
+        output is None or type(fresh) is not int or fresh < 0
+        or type(read) is not int or read < 0 or type(write) is not int or write < 0
+    ):
+        return _messages_usage(u, tool_calls)
+    if write_1h is None:
+        write_1h = 0
+    elif type(write_1h) is int and write_1h > write:
+        write_1h = write
+    return Usage(  # Anthropic leaves cache reads and writes out of input_tokens
+        fresh + read + write, output, read, write, 0, 1, tool_calls, 0 if searches is None else searches, write_1h,
+    )
+
+
+def _messages_usage(u: Any, tool_calls: int) -> Usage:
+    """``messages_usage`` of any usage value: SDK object or plain dict, with the errors for bad counts."""
     if u is None:
         raise usage_error("An Anthropic message came back without `usage`", "nothing to price it from")
     fresh = _get(u, "input_tokens")
@@ -97,7 +136,7 @@ class MessagesMeter(Meter):
             for k, v in items:
                 if v is not None:
                     merged[k] = v
-        return messages_usage(merged, tool_calls=len(self._tools))
+        return _messages_usage(merged, len(self._tools))  # a dict: straight to the reference reading
 
 
 class MessagesAdapter(Adapter):
@@ -112,14 +151,24 @@ class MessagesAdapter(Adapter):
         messages = kwargs.get("messages")
         if not isinstance(model, str) or not isinstance(messages, (list, tuple)):
             return None
-        tools = value(kwargs, "tools")
-        bound, fp, n = estimate(model, messages, system=value(kwargs, "system"), tools=tools, strict=strict)
+        # value(kwargs, ...) inline, as in the OpenAI adapters:
+        tools = kwargs.get("tools")
+        if tools is not None and tools.__class__ in SENTINELS:
+            tools = None
+        system = kwargs.get("system")
+        if system is not None and system.__class__ in SENTINELS:
+            system = None
+        cap = kwargs.get("max_tokens")
+        if cap is not None and cap.__class__ in SENTINELS:
+            cap = None
+        bound, fp, n = _estimate(model, messages, system=system, tools=tools, strict=strict)
+
+        def trimmed_input(keep: int) -> int:  # Call.trimmed_input: a closure, not a partial (see estimate.trimmed)
+            return trimmed_bound(model, messages, "anthropic", system, tools, strict, keep)
+
         return Call(
-            model, "anthropic", input_tokens=bound, max_output_tokens=value(kwargs, "max_tokens"),
-            fingerprint=fp, tools=tool_names(tools), operation="chat",
-            stream=value(kwargs, "stream") is True, messages=n,
-            trimmed_input=trimmed(model, messages, "anthropic", system=value(kwargs, "system"), tools=tools,
-                                  strict=strict),
+            model, "anthropic", bound, cap, fp, tool_names(tools) if tools else (), "chat",
+            kwargs.get("stream") is True, n, {}, trimmed_input,
         )
 
     def apply(self, kwargs: dict[str, Any], patch: Patch, call: Call) -> dict[str, Any]:
@@ -146,14 +195,29 @@ class MessagesAdapter(Adapter):
         return kw
 
     def usage(self, response: Any) -> Usage:
-        calls = sum(1 for b in response.content or () if _get(b, "type") == "tool_use")
-        return messages_usage(response.usage, tool_calls=calls)
+        calls = 0
+        for b in response.content or ():  # a loop, not sum() over a generator: runs on every call
+            if _get(b, "type") == "tool_use":
+                calls += 1
+        return messages_usage(response.usage, calls)
 
     def tool_calls(self, response: Any) -> tuple[tuple[str, str], ...]:
         return tuple(
             (_get(b, "name"), args_fingerprint(_get(b, "input")))
             for b in response.content or () if _get(b, "type") == "tool_use"
         )
+
+    def result(self, response: Any) -> tuple[Usage, tuple[tuple[str, str], ...]]:
+        """``usage`` and ``tool_calls`` in one pass over the content blocks."""
+        calls: list[tuple[str, str]] | None = None
+        for b in response.content or ():
+            if _get(b, "type") == "tool_use":
+                if calls is None:
+                    calls = []
+                calls.append((_get(b, "name"), args_fingerprint(_get(b, "input"))))
+        if calls:
+            return messages_usage(response.usage, len(calls)), tuple(calls)
+        return messages_usage(response.usage, 0), ()
 
     def meter(self, hide_usage: bool) -> Meter:
         return MessagesMeter(hide_usage)

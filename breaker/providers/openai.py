@@ -16,10 +16,10 @@ from typing import Any
 
 from ..call import Call, Patch
 from ..degrade import trim_messages
-from ..estimate import estimate, trimmed
+from ..estimate import _default, trimmed_bound
 from ..usage import Usage
 from ._pipeline import Adapter, usage_error
-from ._shapes import cap_value, field as _get, count as _int, lower_effort, tool_names, value
+from ._shapes import SENTINELS, cap_value, field as _get, count as _int, lower_effort, tool_names, value
 from ._streams import Meter
 from ._tools import args_fingerprint
 
@@ -34,8 +34,45 @@ def _reasoning_model(model: str) -> bool:
     return model.startswith(_REASONING_PREFIXES)
 
 
+# Hot path (every call): the adapters call the process-wide estimator's method
+# directly (one call layer less than ``breaker.estimate.estimate``), build
+# ``Call`` positionally (keyword arguments to a class make CPython build and
+# unpack a dict: about half of the construction cost; tests/providers/test_hot_paths.py
+# pins the field order), and read kwargs and usage inline rather than through
+# ``value()`` / ``field()`` / ``count()`` (a call layer each).
+_estimate = _default.estimate
+
+
 # ------------------------------------------------------------------ chat completions
-def chat_usage(u: Any) -> Usage:
+def chat_usage(u: Any, tool_calls: int = 0) -> Usage:
+    # Hot path (every call): an SDK usage object read with plain attribute
+    # access, which the interpreter specializes, instead of field()/count()
+    # (two call layers per count). The try costs nothing unless it raises:
+    # a dict (usage parsed from JSON), None, or an object without these
+    # fields takes _chat_usage, the reference reading with the clear errors.
+    try:
+        prompt = u.prompt_tokens
+        completion = u.completion_tokens
+        pd = u.prompt_tokens_details
+        cd = u.completion_tokens_details
+        if pd is None:
+            read = write = 0
+        else:
+            read = pd.cached_tokens
+            write = getattr(pd, "cache_write_tokens", None)  # not in every SDK version, nor in all servers' usage
+        reasoning = 0 if cd is None else cd.reasoning_tokens
+    except AttributeError:
+        return _chat_usage(u, tool_calls)
+    if prompt is None or completion is None:
+        return _chat_usage(u, tool_calls)  # raises the UsageError that says what is missing
+    return Usage(
+        prompt, completion, 0 if read is None else read, 0 if write is None else write,
+        0 if reasoning is None else reasoning, 1, tool_calls,
+    )
+
+
+def _chat_usage(u: Any, tool_calls: int) -> Usage:
+    """``chat_usage`` for any usage: SDK object or plain dict, with the errors for missing counts."""
     if u is None:
         raise usage_error("An OpenAI chat completion came back without `usage`", "nothing to price it from")
     prompt = _get(u, "prompt_tokens")
@@ -50,6 +87,7 @@ def chat_usage(u: Any) -> Usage:
         cache_read_tokens=_int(pd, "cached_tokens"),
         cache_write_tokens=_int(pd, "cache_write_tokens"),
         reasoning_tokens=_int(cd, "reasoning_tokens"),
+        tool_calls=tool_calls,
     )
 
 
@@ -59,8 +97,7 @@ class ChatMeter(Meter):
     def feed(self, chunk: Any) -> bool:
         usage = getattr(chunk, "usage", None)
         if usage is not None:
-            u = chat_usage(usage)
-            self.usage = u.replace(tool_calls=len(self._tools)) if self._tools else u
+            self.usage = chat_usage(usage, len(self._tools))
         choices = chunk.choices
         if not choices:
             return not (self.hide_usage and usage is not None)
@@ -97,16 +134,27 @@ class ChatAdapter(Adapter):
             return None
         if not isinstance(messages, (list, tuple)):
             return None  # a one-shot iterable: the SDK consumes it; describe() must not
-        tools = value(kwargs, "tools") or value(kwargs, "functions")
-        bound, fp, n = estimate(model, messages, tools=tools, strict=strict)
-        _, cap = cap_value(kwargs, self._caps)
-        choices = value(kwargs, "n") or 1
+        # value(kwargs, "tools") or value(kwargs, "functions"), and cap_value(kwargs, self._caps), inline:
+        tools = kwargs.get("tools") or kwargs.get("functions")
+        if tools is not None and (tools.__class__ in SENTINELS or not tools):
+            tools = value(kwargs, "tools") or value(kwargs, "functions")  # a sentinel or an empty value: the exact rule
+        bound, fp, n = _estimate(model, messages, tools=tools, strict=strict)
+
+        def trimmed_input(keep: int) -> int:  # Call.trimmed_input: a closure, not a partial (see estimate.trimmed)
+            return trimmed_bound(model, messages, "openai", None, tools, strict, keep)
+
+        cap = kwargs.get("max_completion_tokens")
+        if cap is None or cap.__class__ in SENTINELS:
+            cap = kwargs.get("max_tokens")
+            if cap is not None and cap.__class__ in SENTINELS:
+                cap = None
+        if cap is not None:
+            choices = kwargs.get("n")
+            if choices is not None and choices.__class__ not in SENTINELS and choices:
+                cap = cap * choices
         return Call(
-            model, "openai", input_tokens=bound,
-            max_output_tokens=cap * choices if cap is not None else None,
-            fingerprint=fp, tools=tool_names(tools), operation="chat",
-            stream=value(kwargs, "stream") is True, messages=n,
-            trimmed_input=trimmed(model, messages, "openai", tools=tools, strict=strict),
+            model, "openai", bound, cap, fp, tool_names(tools) if tools else (), "chat",
+            kwargs.get("stream") is True, n, {}, trimmed_input,
         )
 
     def apply(self, kwargs: dict[str, Any], patch: Patch, call: Call) -> dict[str, Any]:
@@ -142,18 +190,24 @@ class ChatAdapter(Adapter):
         return self.result(response)[1]
 
     def result(self, response: Any) -> tuple[Usage, tuple[tuple[str, str], ...]]:
-        u = chat_usage(response.usage)
-        calls: list[tuple[str, str]] = []
+        usage = response.usage
+        if usage is None:
+            return _chat_usage(None, 0), ()  # raises the clear UsageError before anything else is read
+        calls: list[tuple[str, str]] | None = None
         for choice in response.choices:
             message = choice.message
-            if message is not None and message.tool_calls:
-                for tc in message.tool_calls:
-                    fn = getattr(tc, "function", None)
-                    if fn is not None:
-                        calls.append((fn.name, args_fingerprint(fn.arguments)))
+            if message is not None:
+                tool_calls = message.tool_calls
+                if tool_calls:
+                    for tc in tool_calls:
+                        fn = getattr(tc, "function", None)
+                        if fn is not None:
+                            if calls is None:
+                                calls = []
+                            calls.append((fn.name, args_fingerprint(fn.arguments)))
         if calls:
-            return u.replace(tool_calls=len(calls)), tuple(calls)
-        return u, ()
+            return chat_usage(usage, len(calls)), tuple(calls)  # one Usage, not one and a replace()
+        return chat_usage(usage), ()
 
     def meter(self, hide_usage: bool) -> Meter:
         return ChatMeter(hide_usage)
@@ -165,19 +219,51 @@ class ChatAdapter(Adapter):
 # ------------------------------------------------------------------ Responses
 def responses_usage(u: Any, output: Any) -> Usage:
     if u is None:
+        return _responses_usage(None, 0, 0)  # raises the clear UsageError before the output is read
+    searches = calls = 0
+    for item in output or ():
+        kind = getattr(item, "type", None)  # _get(item, "type"), inline: runs per output item
+        if kind is None and isinstance(item, dict):
+            kind = item.get("type")
+        if kind == "web_search_call":
+            searches += 1
+        elif kind == "function_call":
+            calls += 1
+    return _responses_counts(u, calls, searches)
+
+
+def _responses_counts(u: Any, calls: int, searches: int) -> Usage:
+    # Plain attribute reads with the reference reading as fallback, as in chat_usage.
+    try:
+        inp = u.input_tokens
+        out = u.output_tokens
+        idet = u.input_tokens_details
+        odet = u.output_tokens_details
+        if idet is None:
+            read = write = 0
+        else:
+            read = idet.cached_tokens
+            write = getattr(idet, "cache_write_tokens", None)  # not in every SDK version
+        reasoning = 0 if odet is None else odet.reasoning_tokens
+    except AttributeError:
+        return _responses_usage(u, calls, searches)
+    if inp is None or out is None:
+        return _responses_usage(u, calls, searches)  # raises the UsageError that says what is missing
+    return Usage(
+        inp, out, 0 if read is None else read, 0 if write is None else write,
+        0 if reasoning is None else reasoning, 1, calls, searches,
+    )
+
+
+def _responses_usage(u: Any, calls: int, searches: int) -> Usage:
+    """The Responses usage of any usage value: SDK object or plain dict, with the errors for missing counts."""
+    if u is None:
         raise usage_error("An OpenAI response came back without `usage`", "nothing to price it from")
     inp = _get(u, "input_tokens")
     out = _get(u, "output_tokens")
     if inp is None or out is None:
         raise usage_error("OpenAI Responses usage lacks input_tokens/output_tokens", f"got {u!r}")
     idet = _get(u, "input_tokens_details")
-    searches = calls = 0
-    for item in output or ():
-        kind = _get(item, "type")
-        if kind == "web_search_call":
-            searches += 1
-        elif kind == "function_call":
-            calls += 1
     return Usage(
         input_tokens=inp,
         output_tokens=out,
@@ -246,18 +332,30 @@ class ResponsesAdapter(Adapter):
         model = kwargs.get("model")
         if not isinstance(model, str):
             return None
-        inp = value(kwargs, "input")
+        # value(kwargs, ...) inline, as in ChatAdapter.describe:
+        inp = kwargs.get("input")
+        if inp is not None and inp.__class__ in SENTINELS:
+            inp = None
         messages = [inp] if isinstance(inp, str) else inp
         if messages is not None and not isinstance(messages, (list, tuple)):
             return None
-        tools = value(kwargs, "tools")
-        bound, fp, n = estimate(model, messages, system=value(kwargs, "instructions"), tools=tools, strict=strict)
-        _, cap = cap_value(kwargs, self._caps)
+        tools = kwargs.get("tools")
+        if tools is not None and tools.__class__ in SENTINELS:
+            tools = None
+        system = kwargs.get("instructions")
+        if system is not None and system.__class__ in SENTINELS:
+            system = None
+        bound, fp, n = _estimate(model, messages, system=system, tools=tools, strict=strict)
+
+        def trimmed_input(keep: int) -> int:  # Call.trimmed_input: a closure, not a partial (see estimate.trimmed)
+            return trimmed_bound(model, messages, "openai-responses", system, tools, strict, keep)
+
+        cap = kwargs.get("max_output_tokens")
+        if cap is not None and cap.__class__ in SENTINELS:
+            cap = None
         return Call(
-            model, "openai", input_tokens=bound, max_output_tokens=cap, fingerprint=fp,
-            tools=tool_names(tools), operation="responses", stream=value(kwargs, "stream") is True, messages=n,
-            trimmed_input=trimmed(model, messages, "openai-responses", system=value(kwargs, "instructions"),
-                                  tools=tools, strict=strict) if isinstance(messages, (list, tuple)) else None,
+            model, "openai", bound, cap, fp, tool_names(tools) if tools else (), "responses",
+            kwargs.get("stream") is True, n, {}, trimmed_input if messages is not None else None,
         )
 
     def apply(self, kwargs: dict[str, Any], patch: Patch, call: Call) -> dict[str, Any]:
@@ -283,6 +381,27 @@ class ResponsesAdapter(Adapter):
 
     def tool_calls(self, response: Any) -> tuple[tuple[str, str], ...]:
         return _function_calls(response.output)
+
+    def result(self, response: Any) -> tuple[Usage, tuple[tuple[str, str], ...]]:
+        """``usage`` and ``tool_calls`` in one pass over the output items."""
+        u = response.usage
+        if u is None:
+            return _responses_usage(None, 0, 0), ()  # raises the clear UsageError before the output is read
+        searches = 0
+        calls: list[tuple[str, str]] | None = None
+        for item in response.output or ():
+            kind = getattr(item, "type", None)
+            if kind is None and isinstance(item, dict):
+                kind = item.get("type")
+            if kind == "web_search_call":
+                searches += 1
+            elif kind == "function_call":
+                if calls is None:
+                    calls = []
+                calls.append((_get(item, "name"), args_fingerprint(_get(item, "arguments") or "")))
+        if calls:
+            return _responses_counts(u, len(calls), searches), tuple(calls)
+        return _responses_counts(u, 0, searches), ()
 
     def meter(self, hide_usage: bool) -> Meter:
         return ResponsesMeter(hide_usage)
