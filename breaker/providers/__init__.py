@@ -8,16 +8,22 @@ What is patched, and why each (see FACTS.md): every method that sends a
 model request on its own. ``create`` covers plain and ``stream=True`` calls
 and the SDK ``.stream()`` helpers of OpenAI (they call ``create``); OpenAI's
 ``parse`` and Anthropic's ``parse`` and ``stream`` post to the HTTP layer
-themselves, so they are patched too. SDK-level HTTP retries happen inside one
-patched call: one call is one admission, never billed twice.
+themselves, so they are patched too. Below them, each SDK client's ``post``
+is patched for the model routes: a caller that posts a model request itself
+(LiteLLM's OpenAI route does, since 1.110) is seen there, while a request sent
+through a patched method above is already in flight and passes straight
+through. SDK-level HTTP retries happen inside one patched call: one call is
+one admission, never billed twice.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 import sys
 import threading
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Callable
 
 import wrapt
@@ -32,7 +38,8 @@ if TYPE_CHECKING:
 
 __all__ = ["instrument", "uninstrument", "wrap"]
 
-# (module, class, method, adapter key, kind): kind "call" for request methods, "manager" for Anthropic stream().
+# (module, class, method, adapter key, kind): kind "call" for request methods, "manager" for Anthropic
+# stream(), "http" for a client's post() (the key names the SDK's model routes in _ROUTES).
 _OPENAI_CHAT = "openai.resources.chat.completions.completions"
 _OPENAI_RESP = "openai.resources.responses.responses"
 _ANTHROPIC = "anthropic.resources.messages.messages"
@@ -44,7 +51,15 @@ TARGETS: tuple[tuple[str, str, str, str, str], ...] = (
     *((mod, cls, m, "messages", "manager" if m == "stream" else "call")
       for mod in (_ANTHROPIC, _ANTHROPIC_BETA) for cls in ("Messages", "AsyncMessages")
       for m in ("create", "parse", "stream")),
+    *((f"{sdk}._base_client", cls, "post", sdk, "http") for sdk in ("openai", "anthropic")
+      for cls in ("SyncAPIClient", "AsyncAPIClient")),
 )
+
+# The paths (query string dropped) that carry a model request, per SDK, and the adapter that reads it.
+_ROUTES: dict[str, dict[str, str]] = {
+    "openai": {"/chat/completions": "chat", "/responses": "responses"},
+    "anthropic": {"/v1/messages": "messages"},
+}
 
 # Client attribute paths for wrap(): (path to the resource, methods, adapter key).
 _CLIENT_RESOURCES: tuple[tuple[tuple[str, ...], tuple[str, ...], str], ...] = (
@@ -88,6 +103,28 @@ class _Switch:
 
     def __init__(self) -> None:
         self.on = True
+
+
+def _post_body(wrapped: Callable[..., Any], args: tuple, kwargs: dict, **body: Any) -> Any:
+    """Send ``body`` (the request, patched) with the rest of the original ``post`` arguments."""
+    return wrapped(*args, **{**kwargs, "body": body})
+
+
+def _make_http_wrapper(guard: Breaker, routes: dict[str, Adapter], is_async: bool, switch: _Switch) -> Callable[..., Any]:
+    """Wrap a client's ``post``: a model request not already in flight goes through the pipeline."""
+    run = run_async if is_async else run_sync
+
+    def http_wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict) -> Any:
+        body = kwargs.get("body")
+        if not switch.on or not isinstance(body, Mapping) or guard._inflight.get() is not None:
+            return wrapped(*args, **kwargs)
+        path = args[0] if args else kwargs.get("path")
+        adapter = routes.get(path.partition("?")[0]) if isinstance(path, str) else None
+        if adapter is None:
+            return wrapped(*args, **kwargs)
+        return run(guard, adapter, functools.partial(_post_body, wrapped, args, kwargs), (), dict(body))
+
+    return http_wrapper
 
 
 def _make_wrapper(guard: Breaker, adapter: Adapter, kind: str, is_async: bool, switch: _Switch) -> Callable[..., Any]:
@@ -145,7 +182,11 @@ def instrument(guard: Breaker) -> None:
             original = cls.__dict__.get(method) if cls is not None else None
             if original is None:
                 continue
-            wrapper = _make_wrapper(guard, adapters[key], kind, _is_async(cls_name, original), switch)
+            if kind == "http":
+                routes = {path: adapters[name] for path, name in _ROUTES[key].items()}
+                wrapper = _make_http_wrapper(guard, routes, _is_async(cls_name, original), switch)
+            else:
+                wrapper = _make_wrapper(guard, adapters[key], kind, _is_async(cls_name, original), switch)
             patched = wrapt.FunctionWrapper(original, wrapper)
             setattr(cls, method, patched)
             patches.append((cls, method, original, patched))

@@ -248,7 +248,9 @@ def _split(model: str, provider: str | None) -> tuple[str, str | None]:
 def _seen_by_sdk_layer(guard: Breaker, kwargs: dict[str, Any]) -> bool:
     """Whether ``guard.instrument()`` will see this call: LiteLLM sends OpenAI and Azure calls with the OpenAI SDK.
 
-    (Its Anthropic route speaks HTTP itself, so the plugin admits those.)
+    (Since 1.110 it posts them with the client's ``post``, below ``create``;
+    ``instrument()`` patches that too. Its Anthropic route speaks HTTP itself,
+    so the plugin admits those.)
     """
     if not getattr(guard, "_instrumented", False):
         return False

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import anthropic.resources.beta.messages.messages as beta_mod
 import anthropic.resources.messages.messages as anth_mod
+import anthropic._base_client as anth_http
+import openai._base_client as openai_http
 import openai.resources.chat.completions.completions as chat_mod
 import openai.resources.responses.responses as resp_mod
 import pytest
@@ -12,7 +14,7 @@ from breaker import Breaker, Call, ConfigError
 from breaker.providers import TARGETS
 from tests.providers.conftest import ANTHROPIC_MODEL, OPENAI_MODEL, messages
 
-MODULES = {m.__name__: m for m in (chat_mod, resp_mod, anth_mod, beta_mod)}
+MODULES = {m.__name__: m for m in (chat_mod, resp_mod, anth_mod, beta_mod, openai_http, anth_http)}
 
 
 def _originals():

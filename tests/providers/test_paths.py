@@ -3,8 +3,13 @@ to the genai-prices figure (cache reads and writes included)."""
 
 from __future__ import annotations
 
+import anthropic
+import openai
 import pydantic
 import pytest
+from anthropic.types import Message
+from openai.types.chat import ChatCompletion, ChatCompletionChunk
+from openai.types.responses import Response
 
 from breaker import Usage
 from breaker.testing import Reply
@@ -58,6 +63,26 @@ SYNC_PATHS = {
 }
 
 
+# The HTTP layer, as callers that post a model request themselves use it (LiteLLM's OpenAI route does).
+def _post(c, path, cast_to, body, stream_cls=None):
+    stream = stream_cls is not None
+    return c.post(path, cast_to=cast_to, body={**body, "stream": True} if stream else body,
+                  stream=stream, stream_cls=stream_cls)
+
+
+SYNC_PATHS.update({
+    "chat.post": lambda c, m: _post(c, "/chat/completions", ChatCompletion, {"model": OPENAI_MODEL, "messages": m}),
+    "chat.post(stream)": lambda c, m: _drain(_post(c, "/chat/completions", ChatCompletion,
+                                                   {"model": OPENAI_MODEL, "messages": m},
+                                                   openai.Stream[ChatCompletionChunk])),
+    "responses.post": lambda c, m: _post(c, "/responses", Response, {"model": OPENAI_MODEL, "input": m}),
+    "messages.post": lambda c, m: _post(c, "/v1/messages", Message,
+                                        {"model": ANTHROPIC_MODEL, "max_tokens": 100, "messages": m}),
+    "beta.messages.post": lambda c, m: _post(c, "/v1/messages?beta=true", Message,
+                                             {"model": ANTHROPIC_MODEL, "max_tokens": 100, "messages": m}),
+})
+
+
 def _final(manager, getter):
     with manager as stream:
         return getattr(stream, getter)()
@@ -99,6 +124,16 @@ ASYNC_PATHS = {
     "beta.messages.parse": lambda c, m: c.beta.messages.parse(model=ANTHROPIC_MODEL, max_tokens=100, messages=m,
                                                               output_format=Answer),
 }
+
+
+ASYNC_PATHS.update({
+    "chat.post": lambda c, m: _post(c, "/chat/completions", ChatCompletion, {"model": OPENAI_MODEL, "messages": m}),
+    "chat.post(stream)": lambda c, m: _adrain_after(_post(c, "/chat/completions", ChatCompletion,
+                                                          {"model": OPENAI_MODEL, "messages": m},
+                                                          openai.AsyncStream[ChatCompletionChunk])),
+    "messages.post": lambda c, m: _post(c, "/v1/messages", Message,
+                                        {"model": ANTHROPIC_MODEL, "max_tokens": 100, "messages": m}),
+})
 
 
 async def _adrain_after(coro):
@@ -145,6 +180,20 @@ async def test_async_path_is_billed_exactly_once(guard, fake, name):
     async with guard.session(f"async-{name}") as s:
         await ASYNC_PATHS[name](client, messages(name))
         _check(guard, fake, s, name)
+
+
+def test_a_request_posted_to_the_http_layer_gets_the_lowered_cap(make_guard, fake):
+    """The engine's patch reaches a request that bypassed ``create``: it is applied to the posted body."""
+    from breaker import Budget
+
+    guard = make_guard(budgets=[Budget(usd=0.001)]).instrument()
+    fake.default = Reply(text="ok", input_tokens=20, output_tokens=10)
+    with guard.session("post-cap") as s:
+        reply = _post(fake.openai(max_retries=0), "/chat/completions", ChatCompletion,
+                      {"model": OPENAI_MODEL, "messages": messages("cap"), "max_tokens": 100_000})
+    cap = fake.requests[0].body["max_tokens"]
+    assert 0 < cap < 100_000 and reply.usage.completion_tokens == 10
+    assert s.calls == 1 and fake.count == 1
 
 
 def test_web_searches_and_tool_calls_are_counted(guard, fake):
