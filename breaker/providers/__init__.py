@@ -115,8 +115,10 @@ def _make_http_wrapper(guard: Breaker, routes: dict[str, Adapter], is_async: boo
     run = run_async if is_async else run_sync
 
     def http_wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict) -> Any:
+        if guard._inflight.get() is not None or not switch.on:  # the common case first: sent by a patched method
+            return wrapped(*args, **kwargs)
         body = kwargs.get("body")
-        if not switch.on or not isinstance(body, Mapping) or guard._inflight.get() is not None:
+        if not isinstance(body, Mapping):
             return wrapped(*args, **kwargs)
         path = args[0] if args else kwargs.get("path")
         adapter = routes.get(path.partition("?")[0]) if isinstance(path, str) else None
