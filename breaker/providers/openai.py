@@ -51,23 +51,28 @@ def chat_usage(u: Any, tool_calls: int = 0) -> Usage:
     # a dict (usage parsed from JSON), None, or an object without these
     # fields takes _chat_usage, the reference reading with the clear errors.
     try:
-        prompt = u.prompt_tokens
-        completion = u.completion_tokens
-        pd = u.prompt_tokens_details
-        cd = u.completion_tokens_details
-        if pd is None:
-            read = write = 0
-        else:
-            read = pd.cached_tokens
-            write = getattr(pd, "cache_write_tokens", None)  # not in every SDK version, nor in all servers' usage
-        reasoning = 0 if cd is None else cd.reasoning_tokens
+        usage = _openai_counts(
+            u.prompt_tokens, u.completion_tokens, u.prompt_tokens_details, u.completion_tokens_details, tool_calls, 0
+        )
     except AttributeError:
-        return _chat_usage(u, tool_calls)
-    if prompt is None or completion is None:
-        return _chat_usage(u, tool_calls)  # raises the UsageError that says what is missing
+        usage = None
+    return _chat_usage(u, tool_calls) if usage is None else usage
+
+
+def _openai_counts(inp: Any, out: Any, idet: Any, odet: Any, calls: int, searches: int) -> Usage | None:
+    """A ``Usage`` from the four parts both OpenAI usage shapes have (chat and Responses name them
+    differently); ``None`` when a total is missing, for the caller's reference reading to explain."""
+    if inp is None or out is None:
+        return None
+    if idet is None:
+        read = write = 0
+    else:
+        read = idet.cached_tokens
+        write = getattr(idet, "cache_write_tokens", None)  # not in every SDK version, nor in all servers' usage
+    reasoning = 0 if odet is None else odet.reasoning_tokens
     return Usage(
-        prompt, completion, 0 if read is None else read, 0 if write is None else write,
-        0 if reasoning is None else reasoning, 1, tool_calls,
+        inp, out, 0 if read is None else read, 0 if write is None else write,
+        0 if reasoning is None else reasoning, 1, calls, searches,
     )
 
 
@@ -235,24 +240,12 @@ def responses_usage(u: Any, output: Any) -> Usage:
 def _responses_counts(u: Any, calls: int, searches: int) -> Usage:
     # Plain attribute reads with the reference reading as fallback, as in chat_usage.
     try:
-        inp = u.input_tokens
-        out = u.output_tokens
-        idet = u.input_tokens_details
-        odet = u.output_tokens_details
-        if idet is None:
-            read = write = 0
-        else:
-            read = idet.cached_tokens
-            write = getattr(idet, "cache_write_tokens", None)  # not in every SDK version
-        reasoning = 0 if odet is None else odet.reasoning_tokens
+        usage = _openai_counts(
+            u.input_tokens, u.output_tokens, u.input_tokens_details, u.output_tokens_details, calls, searches
+        )
     except AttributeError:
-        return _responses_usage(u, calls, searches)
-    if inp is None or out is None:
-        return _responses_usage(u, calls, searches)  # raises the UsageError that says what is missing
-    return Usage(
-        inp, out, 0 if read is None else read, 0 if write is None else write,
-        0 if reasoning is None else reasoning, 1, calls, searches,
-    )
+        usage = None
+    return _responses_usage(u, calls, searches) if usage is None else usage
 
 
 def _responses_usage(u: Any, calls: int, searches: int) -> Usage:
