@@ -104,42 +104,126 @@ class _Journal:
 
     Shared by every process on the host that uses the same store, so a process
     that dies with entries pending has them replayed by the next one.
+
+    An entry the file cannot take (it stays locked past the timeout, the disk
+    is full, the directory is read-only) is held in this process's memory and
+    replayed from there, and written to the file when it can take writes
+    again: a settlement is never dropped because its journal failed. An error
+    is logged once per such failure streak.
     """
+
+    _SETUP_TRIES = 60  # x 0.05..0.5 s: several processes may open a new journal at once
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._local = threading.local()
+        self._held: dict[str, tuple[str, str]] = {}  # op -> (kind, payload as JSON): not in the file yet
+        self._held_lock = threading.Lock()
+        self._failing = False
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")  # a journaled settlement is money: make it durable
-            conn.execute("CREATE TABLE IF NOT EXISTS journal(seq INTEGER PRIMARY KEY AUTOINCREMENT, "
-                         "op TEXT UNIQUE NOT NULL, kind TEXT NOT NULL, payload TEXT NOT NULL)")
+            try:
+                self._setup(conn)
+            except BaseException:
+                conn.close()
+                raise
             self._local.conn = conn
         return conn
 
+    def _setup(self, conn: sqlite3.Connection) -> None:
+        """WAL mode and the table, retried while another connection holds the lock.
+
+        Switching a new file to WAL takes an exclusive lock and SQLite answers
+        "database is locked" at once, without waiting out the busy timeout,
+        when another process or thread is opening the same journal: seen when
+        many workers journal their first settlement in the same outage.
+        """
+        delay = 0.05
+        for attempt in range(self._SETUP_TRIES):
+            try:
+                if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                    conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=FULL")  # a journaled settlement is money: make it durable
+                conn.execute("CREATE TABLE IF NOT EXISTS journal(seq INTEGER PRIMARY KEY AUTOINCREMENT, "
+                             "op TEXT UNIQUE NOT NULL, kind TEXT NOT NULL, payload TEXT NOT NULL)")
+                return
+            except sqlite3.OperationalError as e:
+                busy = "locked" in str(e) or "busy" in str(e)
+                if not busy or attempt == self._SETUP_TRIES - 1:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 0.5)
+
     def exists(self) -> bool:
-        return self.path.exists()
+        return bool(self._held) or self.path.exists()
 
     def add(self, op: str, kind: str, payload: dict[str, Any]) -> None:
-        self._conn().execute("INSERT OR IGNORE INTO journal(op, kind, payload) VALUES (?, ?, ?)",
-                             (op, kind, json.dumps(payload)))
+        text = json.dumps(payload)
+        with self._held_lock:
+            self._held[op] = (kind, text)
+        self._flush()
+
+    def _flush(self) -> None:
+        """Move held entries into the file; on failure they stay held (and are replayed from memory)."""
+        with self._held_lock:
+            held = list(self._held.items())
+        if not held:
+            return
+        try:
+            conn = self._conn()
+            for op, (kind, text) in held:
+                conn.execute("INSERT OR IGNORE INTO journal(op, kind, payload) VALUES (?, ?, ?)", (op, kind, text))
+        except (sqlite3.Error, OSError) as e:  # OSError: its directory cannot be made
+            if not self._failing:
+                self._failing = True
+                log.error(
+                    "The ledger journal %s cannot be written (%s): %d unacknowledged ledger write(s) are kept in "
+                    "this process's memory and replayed from there when the budget store answers, but would "
+                    "be lost if the process exits first. Check the file's directory, permissions and free space.",
+                    self.path, e, len(held),
+                )
+            return
+        self._failing = False
+        with self._held_lock:
+            for op, _ in held:
+                self._held.pop(op, None)
 
     def pending(self, limit: int = 500) -> list[tuple[str, str, dict[str, Any]]]:
-        rows = self._conn().execute("SELECT op, kind, payload FROM journal ORDER BY seq LIMIT ?", (limit,))
-        return [(op, kind, json.loads(payload)) for op, kind, payload in rows]
+        self._flush()
+        with self._held_lock:
+            entries = dict(self._held)
+        if self.path.exists():
+            try:
+                rows = self._conn().execute("SELECT op, kind, payload FROM journal ORDER BY seq LIMIT ?", (limit,))
+                for op, kind, text in rows:
+                    entries.setdefault(op, (kind, text))
+            except sqlite3.Error as e:
+                log.error("The ledger journal %s cannot be read (%s); its entries are replayed once it can", self.path, e)
+        return [(op, kind, json.loads(text)) for op, (kind, text) in entries.items()]
 
-    def done(self, op: str) -> None:
-        self._conn().execute("DELETE FROM journal WHERE op = ?", (op,))
+    def done(self, op: str) -> bool:
+        """Forget an applied entry; ``False`` if the file would not let go of it (it is replayed again
+        later, which the store's idempotency id makes harmless)."""
+        with self._held_lock:
+            self._held.pop(op, None)
+        if not self.path.exists():
+            return True
+        try:
+            self._conn().execute("DELETE FROM journal WHERE op = ?", (op,))
+        except sqlite3.Error as e:
+            log.error("The ledger journal %s cannot be written (%s); an applied entry stays in it", self.path, e)
+            return False
+        return True
 
     def __len__(self) -> int:
-        if not self.exists():
-            return 0
-        return self._conn().execute("SELECT count(*) FROM journal").fetchone()[0]
+        held = len(self._held)
+        if not self.path.exists():
+            return held
+        return held + self._conn().execute("SELECT count(*) FROM journal").fetchone()[0]
 
 
 class Resilient:
@@ -263,8 +347,9 @@ class Resilient:
             if not self.journal.exists():
                 self._pending = False
                 return 0
+            stuck: set[str] = set()  # applied, but the journal file would not let go of them
             while True:
-                batch = self.journal.pending()
+                batch = [entry for entry in self.journal.pending() if entry[0] not in stuck]
                 if not batch:
                     break
                 for op, kind, p in batch:
@@ -273,9 +358,10 @@ class Resilient:
                     except LedgerUnavailable as e:
                         self._failed(e)
                         return applied
-                    self.journal.done(op)
+                    if not self.journal.done(op):
+                        stuck.add(op)
                     applied += 1
-            self._pending = False
+            self._pending = bool(stuck)  # try to clear them again later (re-applying one is a no-op)
             if applied:
                 log.warning("replayed %d journaled ledger writes", applied)
             return applied

@@ -41,7 +41,16 @@ def spend(kind: str, where: str, journal: str, limit_usd: float, threads: int, o
     lock = threading.Lock()
     stop = time.monotonic() + deadline_s
 
+    errors: list[str] = []
+
     def worker(n: int) -> None:
+        try:
+            spend_loop(n)
+        except BaseException as e:  # a thread's death must fail the test, not just print
+            with lock:
+                errors.append(f"{type(e).__name__}: {e}")
+
+    def spend_loop(n: int) -> None:
         rng = random.Random(seed * 1000 + n)
         while time.monotonic() < stop:
             try:
@@ -80,4 +89,31 @@ def spend(kind: str, where: str, journal: str, limit_usd: float, threads: int, o
     guard.ledger.close()
     with open(out, "w") as f:
         json.dump({"costs": costs, "refused": refused, "pending": pending,
-                   "outages": guard.ledger.outages}, f)
+                   "outages": guard.ledger.outages, "errors": errors}, f)
+
+
+def journal_burst(path: str, proc: int, threads: int, barrier: Any, out: str) -> None:
+    """``threads`` threads of this process journal one entry each into a new journal at the same moment."""
+    from pathlib import Path
+
+    from breaker.ledgers.resilient import _Journal
+
+    errors: list[str] = []
+    start = threading.Barrier(threads)
+
+    def one(n: int) -> None:
+        journal = _Journal(Path(path))  # its own connection, as each worker's first journaled write has
+        start.wait()
+        try:
+            journal.add(f"op-{proc}-{n}", "settle", {"n": n})
+        except Exception as e:  # noqa: BLE001 - reported to the parent
+            errors.append(f"{type(e).__name__}: {e}")
+
+    barrier.wait(60)
+    pool = [threading.Thread(target=one, args=(n,)) for n in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    with open(out, "w") as f:
+        json.dump(errors, f)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import multiprocessing as mp
 import time
+from pathlib import Path
 
 import pytest
 
@@ -55,19 +56,40 @@ def check(ledger, costs: list[int], reports: list[dict], *, outage: bool = False
     limit = round(LIMIT_USD * NANO)
     spent = settled_nano(ledger)
     totals = ledger.read([Counter("global")], time.time())[0]
+    assert [r["errors"] for r in reports] == [[] for _ in reports]  # no worker thread died mid-call
     assert all(r["pending"] == 0 for r in reports)
     assert spent == sum(costs)  # exact: every settlement counted once
     assert spent <= limit  # never overshoots
-    if outage and totals.reserved != (0, 0, 0):
-        # Seen once in CI: a reservation that landed just as the store went down,
-        # its answer lost and not given back. Its TTL (Ask.ttl, 600 s) is the
-        # safety net for exactly that (a crashed worker): it must not outlive it.
-        totals = ledger.read([Counter("global")], time.time() + 601)[0]
-    assert totals.reserved == (0, 0, 0)  # no leaked reservation
+    # No leaked reservation, outage or not. (Seen twice in CI before the journal fix: a worker's
+    # settlement failed to be journaled, its thread died, its reservation stayed and its charge was lost.)
+    assert totals.reserved == (0, 0, 0)
     margin = limit - spent
     assert margin < smallest_call_nano(), f"refused {margin / NANO:.6f} USD early"
     print(f"\n{len(costs)} calls, spent {spent / NANO:.6f} of {LIMIT_USD} USD; left when it tripped: "
           f"{margin / NANO:.6f} USD ({margin / limit:.3%}); refusals {[r['refused'] for r in reports]}")
+
+
+def test_processes_opening_a_new_journal_at_once_lose_no_entry(tmp_path):
+    """The root cause of the leaks above: switching a new journal file to WAL answered "database is
+    locked" at once while other workers were opening it (2-3 bursts in 10 before the fix, with
+    forked workers; spawned ones start too far apart to collide as often)."""
+    ctx = mp.get_context("fork")  # the workers open their own connections after the fork
+    for trial in range(10):
+        path = str(tmp_path / f"journal-{trial}.sqlite")
+        barrier = ctx.Barrier(PROCS)
+        outs = [str(tmp_path / f"burst-{trial}-{i}.json") for i in range(PROCS)]
+        procs = [ctx.Process(target=_workers.journal_burst, args=(path, i, THREADS, barrier, outs[i]))
+                 for i in range(PROCS)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(90)
+            assert p.exitcode == 0
+        assert [json.load(open(o)) for o in outs] == [[] for _ in outs]
+        from breaker.ledgers.resilient import _Journal
+
+        ops = sorted(op for op, _, _ in _Journal(Path(path)).pending())
+        assert ops == sorted(f"op-{i}-{n}" for i in range(PROCS) for n in range(THREADS))
 
 
 def test_sqlite_many_processes_one_budget(tmp_path):

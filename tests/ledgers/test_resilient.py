@@ -97,6 +97,23 @@ def test_journal_left_by_a_dead_process_is_replayed_by_the_next(tmp_path):
     assert len(fresh.journal) == 0
 
 
+def test_a_journal_that_cannot_be_written_keeps_settlements_in_memory_and_replays_them(tmp_path, caplog):
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    store = tmp_path / "l.sqlite"
+    ledger = Resilient(SQLite(store), journal=blocker / "j.sqlite")  # its directory cannot be made
+    c = Counter("global")
+    ledger._journal_settle("op-1", None, (c,), (700, 7, 1), 1.0, None)  # as when the store is down
+    ledger._journal_settle("op-2", None, (c,), (5, 0, 0), 1.0, None)
+    assert len(ledger.journal) == 2  # held, not dropped
+    assert "cannot be written" in caplog.text and "kept in this process's memory" in caplog.text
+    assert caplog.text.count("cannot be written") == 1  # once per failure streak
+    assert ledger.replay() == 2
+    assert len(ledger.journal) == 0
+    assert SQLite(store).read([c], 1.0)[0].settled == (705, 7, 1)
+    assert ledger.replay() == 0  # nothing counted twice
+
+
 def test_sqlite_lock_held_too_long_is_reported_not_hidden(tmp_path):
     path = tmp_path / "l.sqlite"
     ledger = SQLite(path, busy_timeout=0.05)
