@@ -156,3 +156,22 @@ def test_with_instrument_each_call_is_counted_once(fake, logger_for):
             assert fake.count == s.calls == 3
     finally:
         guard.uninstrument()
+
+
+async def test_with_instrument_async_calls_are_counted_once_and_capped(fake, logger_for):
+    """LiteLLM's async OpenAI route posts below ``create`` too: the HTTP-layer patch admits it, lowers its
+    ``max_tokens`` to what the budget can pay, and the logger stands aside."""
+    guard = Breaker(budgets=[Budget(usd=0.05)], alerts=[])  # 100k output tokens of gpt-4o would cost $1
+    logger = logger_for(guard)
+    guard.instrument()
+    try:
+        async with guard.session("litellm-once-async") as s:
+            for n in range(2):
+                await litellm.acompletion(model="openai/gpt-4o", api_base=fake.base_url, api_key="k",
+                                          messages=[{"role": "user", "content": f"q{n}"}], max_tokens=100_000)
+            assert await logger.wait_settled_async()
+            assert fake.count == s.calls == 2
+    finally:
+        guard.uninstrument()
+    caps = [r.body.get("max_tokens") or r.body.get("max_completion_tokens") for r in fake.requests]
+    assert all(0 < cap < 100_000 for cap in caps)  # the patch reached the posted request
