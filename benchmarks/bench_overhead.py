@@ -39,6 +39,7 @@ import json
 import pstats
 import statistics
 import time
+from typing import Callable
 
 import httpx2
 import openai
@@ -206,6 +207,7 @@ def isolated(rounds: int, calls: int = 2000) -> None:
 
     def stub(**kwargs: object) -> ChatCompletion:
         return patched_post("/chat/completions", cast_to=ChatCompletion, body=kwargs, options={})
+
     bare, guarded = [], []
     gc.disable()
     try:
@@ -228,6 +230,47 @@ def isolated(rounds: int, calls: int = 2000) -> None:
     print(f"breaker's own work, isolated (stub instead of the SDK, {rounds} rounds x {calls} calls): "
           f"median {statistics.median(added):.1f} µs per call "
           f"(p10 {added[len(added) // 10]:.1f}, p90 {added[(len(added) * 9) // 10]:.1f})")
+    cold(guard, adapter, stub, bare_stub)
+
+
+def cold(guard: breaker.Breaker, adapter: object, stub: Callable[..., object], bare_stub: Callable[..., object],
+         rounds: int = 5, calls: int = 300) -> None:
+    """The isolated figure again, with other work evicting the CPU caches between calls.
+
+    Why the in-SDK figure is several times the isolated one: between two
+    calls, the SDK (and, in production, the agent) touch megabytes of other
+    objects. Each call is timed alone, after ``json.dumps`` of that many small
+    dicts, beside the bare stub timed the same way.
+    """
+    from breaker.providers._pipeline import run_sync
+
+    clock = time.perf_counter
+    print("isolated again, caches evicted between calls by json.dumps of N small dicts "
+          f"(median of {rounds} rounds x {calls} calls, µs per call):")
+    gc.disable()
+    try:
+        with guard.session("cold"):
+            for n in (2_000, 5_000, 20_000):
+                other = [{"k": i, "v": str(i) * 3, "l": [i, i + 1]} for i in range(n)]
+                bare, guarded = [], []
+                for _ in range(rounds):
+                    for out, guarded_call in ((bare, False), (guarded, True)):
+                        spent = 0.0
+                        for msgs in requests(calls):
+                            json.dumps(other)
+                            kwargs = {"model": "gpt-4o-mini", "messages": msgs, "max_tokens": 256}
+                            t0 = clock()
+                            if guarded_call:
+                                run_sync(guard, adapter, stub, (), kwargs)
+                            else:
+                                bare_stub(**kwargs)
+                            spent += clock() - t0
+                        out.append(spent / calls * 1e6)
+                    gc.collect()
+                b, g = statistics.median(bare), statistics.median(guarded)
+                print(f"  N = {n:>6,}: bare stub {b:6.1f}   breaker {g:6.1f}   breaker's own work {g - b:6.1f}")
+    finally:
+        gc.enable()
 
 
 def main() -> None:
