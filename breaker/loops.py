@@ -205,6 +205,13 @@ class Detectors(Detector):
         flat: list[Detector] = []
         for d in detectors:
             flat.extend(d.detectors if isinstance(d, Detectors) else (as_detector(d),))
+        for d in flat:
+            if isinstance(d, _KEYED) and (type(d).__hash__ is None or type(d).__eq__ is not object.__eq__):
+                raise ConfigError(
+                    f"{type(d).__name__} keeps its per-session memory under the detector object itself, so it "
+                    f"must compare by identity (two equal detectors would share one memory, an unhashable one "
+                    f"fails on every call): declare the subclass with @dataclass(eq=False), or drop its __eq__."
+                )
         self.detectors: tuple[Detector, ...] = tuple(flat)
         # bound methods, skipping the base class's no-ops: this runs on every call's hot path
         checks = [(d, _hook(d, "check")) for d in flat]
@@ -578,6 +585,10 @@ class SpendSpike(Detector):
 
 
 # --------------------------------------------------------------------------- the policy
+# The built-in detectors that key LoopState._memory by the detector object (see LoopState).
+_KEYED = (IdenticalRequests, ErrorStorm, NoBackoff, ToolThrash, ContextGrowth, SpendSpike)
+
+
 @dataclass(frozen=True)
 class LoopPolicy:
     """Runaway-loop detection per session: the default detectors, tuned by their thresholds.

@@ -94,3 +94,38 @@ def test_memory_stays_bounded_with_first_sightings():
     assert policy.check(state, call(0), 1.5) is None  # evicted: a new sighting
     assert policy.check(state, call(999), 1.5) is None  # still remembered: its second sighting
     assert policy.check(state, call(999), 1.6) is not None
+
+
+def test_a_built_in_detector_subclass_must_compare_by_identity():
+    """Built-in detectors keep their session memory under the detector object: a value-equal
+    subclass would share one memory between two detectors, an unhashable one would fail per call."""
+    from dataclasses import dataclass
+
+    import pytest
+
+    from breaker import ConfigError
+
+    @dataclass
+    class Strict(IdenticalRequests):  # eq=True: unhashable
+        label: str = "x"
+
+        def __post_init__(self) -> None:
+            IdenticalRequests.__init__(self, max=1)
+
+    with pytest.raises(ConfigError, match=r"@dataclass\(eq=False\)"):
+        LoopPolicy.only(Strict())
+
+    @dataclass(eq=False)
+    class Fine(IdenticalRequests):
+        label: str = "x"
+
+        def __post_init__(self) -> None:
+            IdenticalRequests.__init__(self, max=1)
+
+    a, b = Fine(), Fine()
+    policy = LoopPolicy.only(a, b)
+    state = policy.new_state()
+    assert policy.check(state, call(fp=1), 0) is None
+    found = policy.check(state, call(fp=1), 1)  # the second identical request passes max=1
+    assert found is not None and found.count == 2  # each detector counted it once, in its own memory
+    assert len(state._memory) == 2
