@@ -194,7 +194,7 @@ def race_tasks(make: Callable[[], Any], tasks: int = 1000) -> tuple[int, int, fl
             i += 1
             await asyncio.sleep(0)  # the request: let every other task run
             out = min(ticket.patch.max_output_tokens or CAP, (n * 37 + i * 101) % (CAP + 1))
-            costs.append(guard.settle(ticket, Usage(INPUT - (i % 200), out)))
+            costs.append(await guard.settle_async(ticket, Usage(INPUT - (i % 200), out)))
 
     async def main() -> float:
         t0 = time.perf_counter()

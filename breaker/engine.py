@@ -13,10 +13,13 @@ the public figures and messages.
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 import logging
 import threading
 import time
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import timedelta
@@ -207,6 +210,11 @@ class Breaker:
         from .ledgers.resilient import resilient
 
         self.ledger = resilient(ledger, mode=on_ledger_error, on_event=self._emit)
+        # A store behind I/O answers in a round trip: async callers wait for it off the event loop.
+        self._offload = not isinstance(self.ledger, Memory)
+        # Two pools: settlements (which free reservations) never queue behind admissions
+        # retrying while reservations stand in their way.
+        self._executors: dict[str, ThreadPoolExecutor] = {}
         # [/issue 6]
         self.unknown_price = unknown_price
         self.on_ledger_error = on_ledger_error
@@ -399,43 +407,76 @@ class Breaker:
         force = self._precheck(call, session)
         ticket = self._admit_step(call, session, force, False)
         if ticket is None:
-            for wait in self._waiting(call, session, force):
-                if isinstance(wait, Ticket):
-                    return wait
-                time.sleep(wait)
+            for delay, final in self._retries():
+                time.sleep(delay)
+                ticket = self._admit_step(call, session, force, final)
+                if ticket is not None:
+                    break
         return ticket  # type: ignore[return-value]
 
     async def admit_async(self, call: Call, session: Session | None = None) -> Ticket:
-        """``admit`` for event loops: waits with ``asyncio.sleep`` instead of blocking."""
+        """``admit`` for event loops: waits with ``asyncio.sleep``, and a SQLite or Redis ledger's
+        round trip runs in a worker thread, so the loop keeps serving other tasks meanwhile."""
         session = session or self._current.get() or self._anonymous_session()
         force = self._precheck(call, session)
-        ticket = self._admit_step(call, session, force, False)
+        ticket = await self._admit_step_async(call, session, force, False)
         if ticket is None:
-            for wait in self._waiting(call, session, force):
-                if isinstance(wait, Ticket):
-                    return wait
-                await asyncio.sleep(wait)
+            for delay, final in self._retries():
+                await asyncio.sleep(delay)
+                ticket = await self._admit_step_async(call, session, force, final)
+                if ticket is not None:
+                    break
         return ticket  # type: ignore[return-value]
 
-    def _waiting(self, call: Call, session: Session, force: bool) -> Iterator[float | Ticket]:
-        """The slow path of admission, when only in-flight reservations stand in
-        the way: yields seconds to wait, then the ticket. One body for the sync
-        and the async callers, who differ only in how they sleep."""
-        final = False
-        delay, deadline = 0.002, 0.0
+    def _retries(self) -> Iterator[tuple[float, bool]]:
+        """The slow path of admission, when only in-flight reservations stand in the way:
+        ``(seconds to wait, final)`` before each new attempt, the last one ``final`` (it
+        refuses rather than wait). One schedule for the sync and the async callers."""
+        delay = 0.002
+        deadline = time.monotonic() + self.reservation_wait
         while True:
-            ticket = self._admit_step(call, session, force, final)
-            if ticket is not None:
-                yield ticket
-                return
             now = time.monotonic()
-            if not deadline:
-                deadline = now + self.reservation_wait
             if now >= deadline:
-                final = True
-                continue
-            yield min(delay, deadline - now)
+                yield 0.0, True
+                return
+            yield min(delay, deadline - now), False
             delay = min(delay * 2, 0.05)
+
+    async def _admit_step_async(self, call: Call, session: Session, force: bool, final: bool) -> Ticket | None:
+        if not self._offload:
+            return self._admit_step(call, session, force, final)
+        return await self._off_loop("admit", functools.partial(self._admit_step, call, session, force, final),
+                                    orphan=self.release)
+
+    def _pool(self, purpose: str) -> ThreadPoolExecutor:
+        pool = self._executors.get(purpose)
+        if pool is None:
+            with self._lock:
+                pool = self._executors.get(purpose)
+                if pool is None:
+                    pool = self._executors[purpose] = ThreadPoolExecutor(
+                        max_workers=8, thread_name_prefix=f"breaker-{purpose}")
+        return pool
+
+    async def _off_loop(self, purpose: str, fn: Any, *, orphan: Any = None) -> Any:
+        """Run ``fn()`` (a ledger round trip) in one of the engine's worker pools and await it.
+
+        The work is shielded: a cancelled caller does not interrupt a reservation or a
+        settlement halfway. A ticket whose caller is gone by the time it is granted is given
+        back by ``orphan`` (``release``), so a cancellation never leaks a reservation.
+        """
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self._pool(purpose), contextvars.copy_context().run, fn)
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            if orphan is not None:
+                def give_back(done: asyncio.Future[Any]) -> None:
+                    if not done.cancelled() and done.exception() is None and done.result() is not None:
+                        self._pool("settle").submit(orphan, done.result())
+
+                future.add_done_callback(give_back)
+            raise
 
     def _precheck(self, call: Call, session: Session) -> bool:
         """Sticky trips and loop checks (before any budget). Returns whether to force degradation."""
@@ -662,6 +703,22 @@ class Breaker:
                                        data={"signal": found.signal, "action": found.action}))
         self.telemetry.end(ticket, usage, cost, error)
         return cost
+
+    async def settle_async(
+        self,
+        ticket: Ticket,
+        usage: Usage | None = None,
+        *,
+        error: BaseException | None = None,
+        tool_calls: Sequence[tuple[str, str]] = (),
+        sent: bool = True,
+    ) -> int | None:
+        """``settle`` for event loops: a SQLite or Redis ledger's round trip runs in a worker thread."""
+        if not self._offload:
+            return self.settle(ticket, usage, error=error, tool_calls=tool_calls, sent=sent)
+        return await self._off_loop(
+            "settle", functools.partial(self.settle, ticket, usage, error=error, tool_calls=tool_calls, sent=sent)
+        )
 
     def release(self, ticket: Ticket) -> None:
         """Give a reservation back for a call that was never sent."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable
 
-from ._pipeline import Adapter, _failed, _patched, _prepare
+from ._pipeline import Adapter, _failed, _failure, _patched, _prepare
 from ._streams import AsyncGuardedStream, GuardedStream
 
 if TYPE_CHECKING:
@@ -86,7 +86,7 @@ class AsyncStreamManager(StreamManager):
             self._manager = self._wrapped(*self._args, **kwargs)
             stream = await self._manager.__aenter__()
         except BaseException as exc:
-            _failed(guard, adapter, ticket, exc)
+            await guard.settle_async(ticket, **_failure(adapter, ticket, exc))
             raise
         finally:
             guard._inflight.reset(token)

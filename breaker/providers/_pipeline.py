@@ -129,66 +129,75 @@ async def run_async(
     try:
         result = await wrapped(*args, **kwargs)
     except BaseException as exc:
-        _failed(guard, adapter, ticket, exc)
+        await guard.settle_async(ticket, **_failure(adapter, ticket, exc))
         raise
     finally:
         guard._inflight.reset(token)
-    body = None
-    if not ticket.call.stream and _is_raw(result):
-        body = result.parse()
-        if inspect.isawaitable(body):
-            body = await body
-    return settle_response(guard, adapter, ticket, result, hide, body)
+    if ticket.call.stream:
+        return start_stream(guard, adapter, ticket, result, hide)
+    body = result.parse() if _is_raw(result) else result
+    if inspect.isawaitable(body):
+        body = await body
+    usage, tool_calls, error = _read_response(adapter, ticket, body)
+    await guard.settle_async(ticket, usage, tool_calls=tool_calls, error=error)
+    if error is not None:
+        raise error
+    return result
 
 
 def _failed(guard: Breaker, adapter: Adapter, ticket: Ticket, exc: BaseException) -> None:
-    """Settle a call whose SDK method raised.
+    """Settle a call whose SDK method raised (see ``_failure``)."""
+    guard.settle(ticket, **_failure(adapter, ticket, exc))
+
+
+def _failure(adapter: Adapter, ticket: Ticket, exc: BaseException) -> dict[str, Any]:
+    """How to settle a call whose SDK method raised, as ``settle``'s keyword arguments.
 
     HTTP errors and connection failures release the reservation and count as a
     failed call (the loop detector sees the error). Some SDK helpers raise
     *after* a response arrived (``parse`` on a truncated answer): the usage
     they carry is billed. A cancellation mid-request bills the input bound,
-    since the provider may have processed it.
+    since the provider may have processed it. A nested guard's refusal was
+    never sent: the reservation goes back as if nothing happened.
     """
     early = adapter.finished_early(exc)
     if early is not None:
         try:
-            guard.settle(ticket, adapter.usage(early), tool_calls=adapter.tool_calls(early), error=exc)
-            return
+            return {"usage": adapter.usage(early), "tool_calls": adapter.tool_calls(early), "error": exc}
         except Exception:  # fall through: settle as a failure
             pass
-    if isinstance(exc, Tripped):  # a nested guard refused it: never sent
-        guard.release(ticket)
-        return
+    if isinstance(exc, Tripped):
+        return {"usage": None, "sent": False}
     if not isinstance(exc, Exception):  # CancelledError, KeyboardInterrupt: the provider may have the request
-        guard.settle(ticket, Usage(input_tokens=ticket.call.input_tokens))
-        return
-    guard.settle(ticket, None, error=exc)
+        return {"usage": Usage(input_tokens=ticket.call.input_tokens)}
+    return {"usage": None, "error": exc}
 
 
-def settle_response(guard: Breaker, adapter: Adapter, ticket: Ticket, result: Any, hide: bool, body: Any = None) -> Any:
-    """Settle a returned response, or hand back a metered proxy for a stream.
-
-    ``body`` is the parsed response when ``result`` is a raw-response wrapper
-    whose ``parse()`` the async pipeline already awaited.
-    """
+def settle_response(guard: Breaker, adapter: Adapter, ticket: Ticket, result: Any, hide: bool) -> Any:
+    """Settle a returned response, or hand back a metered proxy for a stream."""
     if ticket.call.stream:
         return start_stream(guard, adapter, ticket, result, hide)
-    if body is None:
-        # A raw response (with_raw_response) is parsed here; parse() caches, so the caller gets the same object.
-        body = result.parse() if _is_raw(result) else result
+    # A raw response (with_raw_response) is parsed here; parse() caches, so the caller gets the same object.
+    usage, tool_calls, error = _read_response(adapter, ticket, result.parse() if _is_raw(result) else result)
+    guard.settle(ticket, usage, tool_calls=tool_calls, error=error)
+    if error is not None:
+        raise error
+    return result
+
+
+def _read_response(adapter: Adapter, ticket: Ticket, body: Any) -> tuple[Usage, tuple, UsageError | None]:
+    """A response's usage and tool calls, or, when its usage cannot be read, the reserved
+    worst case to bill and the ``UsageError`` to raise once it is billed (no spend is lost)."""
     try:
         usage, tool_calls = adapter.result(body)
+        return usage, tool_calls, None
     except Exception as exc:
-        error = exc if isinstance(exc, UsageError) and "worst case" in str(exc) else usage_error(
-            f"{adapter.name} returned usage breaker cannot read", f"{type(exc).__name__}: {exc}"
-        )
-        _bill_worst_case(guard, ticket, error)
-        if error is exc:
-            raise
-        raise error from exc
-    guard.settle(ticket, usage, tool_calls=tool_calls)
-    return result
+        if isinstance(exc, UsageError) and "worst case" in str(exc):
+            error = exc
+        else:
+            error = usage_error(f"{adapter.name} returned usage breaker cannot read", f"{type(exc).__name__}: {exc}")
+            error.__cause__ = exc
+        return Usage(input_tokens=ticket.call.input_tokens, output_tokens=ticket.output_budget), (), error
 
 
 _RAW: dict[type, bool] = {}
@@ -205,10 +214,6 @@ def _is_raw(result: Any) -> bool:
     if raw is None:
         raw = _RAW[cls] = hasattr(cls, "parse") and hasattr(cls, "http_request")
     return raw
-
-
-def _bill_worst_case(guard: Breaker, ticket: Ticket, exc: BaseException) -> None:
-    guard.settle(ticket, Usage(input_tokens=ticket.call.input_tokens, output_tokens=ticket.output_budget), error=exc)
 
 
 def start_stream(guard: Breaker, adapter: Adapter, ticket: Ticket, result: Any, hide: bool) -> Any:

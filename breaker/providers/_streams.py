@@ -125,19 +125,39 @@ class _Guard:
         if not self.reading:
             self.finish()
 
-    def finish(self, error: BaseException | None = None) -> None:
+    def _closing(self, error: BaseException | None) -> tuple[Usage, Any, BaseException | None] | None:
+        """Mark the stream settled; ``settle``'s arguments, or ``None`` if it was settled already."""
         if self.done:
-            return
+            return None
         self.done = True
         meter, ticket = self.meter, self.ticket
         ticket.streamed_output = meter.seen_output
         usage = meter.usage
         if usage is None:
             usage = meter.billed(ticket)
-        report = error if isinstance(error, Exception) else None
+        return usage, meter.tool_calls(), error if isinstance(error, Exception) else None
+
+    def finish(self, error: BaseException | None = None) -> None:
+        settlement = self._closing(error)
+        if settlement is None:
+            return
+        usage, tool_calls, report = settlement
         try:
-            self.guard.settle(ticket, usage, tool_calls=meter.tool_calls(), error=report)
+            self.guard.settle(self.ticket, usage, tool_calls=tool_calls, error=report)
         except Exception:  # settling must never replace the caller's own exception
+            log.exception("breaker could not settle a stream")
+            if error is None:
+                raise
+
+    async def finish_async(self, error: BaseException | None = None) -> None:
+        """``finish`` from an async stream: a SQLite or Redis ledger is waited for off the event loop."""
+        settlement = self._closing(error)
+        if settlement is None:
+            return
+        usage, tool_calls, report = settlement
+        try:
+            await self.guard.settle_async(self.ticket, usage, tool_calls=tool_calls, error=report)
+        except Exception:  # as in finish
             log.exception("breaker could not settle a stream")
             if error is None:
                 raise
@@ -282,10 +302,10 @@ class AsyncGuardedStream(wrapt.ObjectProxy):  # type: ignore[misc]
             try:
                 event = await self.__wrapped__.__anext__()
             except StopAsyncIteration:
-                g.finish()
+                await g.finish_async()
                 raise
             except BaseException as exc:
-                g.finish(exc)
+                await g.finish_async(exc)
                 raise
             finally:
                 g.reading = False
@@ -302,7 +322,7 @@ class AsyncGuardedStream(wrapt.ObjectProxy):  # type: ignore[misc]
                 try:
                     await self.__wrapped__.close()
                 finally:
-                    g.finish()
+                    await g.finish_async()
                 raise cut
             if show:
                 return event
@@ -311,7 +331,7 @@ class AsyncGuardedStream(wrapt.ObjectProxy):  # type: ignore[misc]
         try:
             await self.__wrapped__.close()
         finally:
-            self._self_g.finish()
+            await self._self_g.finish_async()
 
     async def __aenter__(self) -> AsyncGuardedStream:
         return self

@@ -92,11 +92,11 @@ class BreakerMiddleware(AgentMiddleware):
         try:
             response = handler(self._patched(request, ticket))
         except BaseException as exc:
-            _failed(guard, ticket, exc)
+            guard.settle(ticket, **_failure(ticket, exc))
             raise
         finally:
             guard._inflight.reset(token)
-        self._settle(ticket, response)
+        guard.settle(ticket, **_settlement(ticket, response))
         return response
 
     async def awrap_model_call(
@@ -113,11 +113,11 @@ class BreakerMiddleware(AgentMiddleware):
         try:
             response = await handler(self._patched(request, ticket))
         except BaseException as exc:
-            _failed(guard, ticket, exc)
+            await guard.settle_async(ticket, **_failure(ticket, exc))
             raise
         finally:
             guard._inflight.reset(token)
-        self._settle(ticket, response)
+        await guard.settle_async(ticket, **_settlement(ticket, response))
         return response
 
     # ------------------------------------------------------------------ steps
@@ -125,10 +125,6 @@ class BreakerMiddleware(AgentMiddleware):
         name, provider, cap = identity(request.model, request.model_settings, model=self.model)
         messages = [request.system_message, *request.messages] if request.system_message else request.messages
         return describe(name, provider, messages, request.tools, max_output_tokens=cap)
-
-    def _settle(self, ticket: Ticket, response: Any) -> None:
-        messages = _result_messages(response)
-        self.guard.settle(ticket, usage_or_bound(messages, ticket.call), tool_calls=tool_calls_of(messages))
 
     def _stop(self, trip: Tripped) -> ExtendedModelResponse:
         if self.exit_behavior == "error":
@@ -155,17 +151,22 @@ class BreakerMiddleware(AgentMiddleware):
             raise
 
 
-def _failed(guard: Breaker, ticket: Ticket, exc: BaseException) -> None:
-    """Settle a call whose handler raised.
+def _settlement(ticket: Ticket, response: Any) -> dict[str, Any]:
+    """``settle``'s keyword arguments for a call that returned ``response``."""
+    messages = _result_messages(response)
+    return {"usage": usage_or_bound(messages, ticket.call), "tool_calls": tool_calls_of(messages)}
+
+
+def _failure(ticket: Ticket, exc: BaseException) -> dict[str, Any]:
+    """``settle``'s keyword arguments for a call whose handler raised.
 
     An error counts as a failed call (the loop detector sees it); a
     cancellation mid-request bills the input bound, since the provider may
     have read it already.
     """
     if isinstance(exc, Exception):
-        guard.settle(ticket, None, error=exc)
-    else:
-        guard.settle(ticket, Usage(input_tokens=ticket.call.input_tokens))
+        return {"usage": None, "error": exc}
+    return {"usage": Usage(input_tokens=ticket.call.input_tokens)}
 
 
 def stop_message(trip: Tripped) -> AIMessage:

@@ -95,7 +95,7 @@ class BreakerHooks(RunHooks[Any]):
             ticket = self._pending.pop(id(context), None)
         if ticket is None:
             return
-        self.guard.settle(ticket, usage_from_agents(response.usage), tool_calls=_tool_calls(response.output))
+        await self.guard.settle_async(ticket, usage_from_agents(response.usage), tool_calls=_tool_calls(response.output))
 
     # ------------------------------------------------------------------ steps
     def _abandon(self, key: int, error: BaseException) -> None:

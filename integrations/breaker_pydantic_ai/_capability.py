@@ -84,13 +84,13 @@ class BreakerCapability(AbstractCapability[Any]):
             response = await handler(request_context)
         except BaseException as exc:
             if isinstance(exc, Exception):
-                guard.settle(ticket, None, error=exc)
+                await guard.settle_async(ticket, None, error=exc)
             else:  # cancelled mid-request: the provider may have read the input
-                guard.settle(ticket, Usage(input_tokens=ticket.call.input_tokens))
+                await guard.settle_async(ticket, Usage(input_tokens=ticket.call.input_tokens))
             raise
         finally:
             guard._inflight.reset(token)
-        guard.settle(ticket, usage_from_pydantic_ai(response, ticket), tool_calls=_tool_calls(response))
+        await guard.settle_async(ticket, usage_from_pydantic_ai(response, ticket), tool_calls=_tool_calls(response))
         return response
 
     # ------------------------------------------------------------------ steps
