@@ -113,7 +113,7 @@ class BreakerLogger(CustomLogger):
 
     async def async_post_call_success_deployment_hook(self, request_data: dict[str, Any], response: Any, call_type: Any) -> Any:
         """Settle an async call as soon as its response is back (same task: the next call sees the spend)."""
-        self._succeeded(request_data, response)
+        await self._succeeded_async(request_data, response)
         return None
 
     def log_pre_api_call(self, model: str, messages: Any, kwargs: dict[str, Any]) -> None:
@@ -153,13 +153,18 @@ class BreakerLogger(CustomLogger):
         self._succeeded(kwargs, response_obj)
 
     async def async_log_success_event(self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any) -> None:
-        self._succeeded(kwargs, response_obj)
+        await self._succeeded_async(kwargs, response_obj)
 
     def log_failure_event(self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any) -> None:
         self._failed(kwargs)
 
     async def async_log_failure_event(self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any) -> None:
-        self._failed(kwargs)
+        ticket = self._take(kwargs)
+        if ticket is not None:
+            try:
+                await self.guard.settle_async(ticket, None, error=_error_of(kwargs))
+            finally:
+                self._done()
 
     def _take(self, kwargs: dict[str, Any]) -> Ticket | None:
         key = _call_id(kwargs)
@@ -175,20 +180,24 @@ class BreakerLogger(CustomLogger):
         if ticket is None:
             return
         try:
-            usage = getattr(response, "usage", None)
-            if usage is None:  # nothing reported: charge the reservation, never $0
-                self.guard.settle(ticket, Usage(input_tokens=ticket.call.input_tokens, output_tokens=ticket.output_budget))
-            else:
-                self.guard.settle(ticket, usage_from_litellm(usage), tool_calls=_tool_calls(response))
+            self.guard.settle(ticket, **_success(ticket, response))
+        finally:
+            self._done()
+
+    async def _succeeded_async(self, kwargs: dict[str, Any], response: Any) -> None:
+        ticket = self._take(kwargs)
+        if ticket is None:
+            return
+        try:
+            await self.guard.settle_async(ticket, **_success(ticket, response))
         finally:
             self._done()
 
     def _failed(self, kwargs: dict[str, Any]) -> None:
         ticket = self._take(kwargs)
         if ticket is not None:
-            error = kwargs.get("exception")
             try:
-                self.guard.settle(ticket, None, error=error if isinstance(error, BaseException) else RuntimeError(str(error)))
+                self.guard.settle(ticket, None, error=_error_of(kwargs))
             finally:
                 self._done()
 
@@ -234,6 +243,19 @@ def usage_from_litellm(usage: Any) -> Usage:
         input_tokens=prompt, output_tokens=output, cache_read_tokens=cache_read,
         cache_write_tokens=cache_write, reasoning_tokens=reasoning,
     )
+
+
+def _success(ticket: Ticket, response: Any) -> dict[str, Any]:
+    """``settle``'s keyword arguments for a response; without usage, the reservation is charged (never $0)."""
+    usage = getattr(response, "usage", None)
+    if usage is None:
+        return {"usage": Usage(input_tokens=ticket.call.input_tokens, output_tokens=ticket.output_budget)}
+    return {"usage": usage_from_litellm(usage), "tool_calls": _tool_calls(response)}
+
+
+def _error_of(kwargs: dict[str, Any]) -> BaseException:
+    error = kwargs.get("exception")
+    return error if isinstance(error, BaseException) else RuntimeError(str(error))
 
 
 def _split(model: str, provider: str | None) -> tuple[str, str | None]:
