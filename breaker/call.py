@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
+from .usage import Usage
+
 if TYPE_CHECKING:
     from .ledgers.base import Counter, Limit
     from .pricing import Price
@@ -108,6 +110,13 @@ class Ticket:
             fixed, per = self.price.worst_case(call.input_tokens)
             usd = fixed + per * self.output_budget
         return (usd, call.input_tokens + self.output_budget, 1)
+
+    def worst_case_usage(self) -> Usage:
+        """The usage the reservation paid for: the input bound and every granted output token.
+
+        Billed when a provider's usage cannot be read, so such a call is never recorded as $0.
+        """
+        return Usage(input_tokens=self.call.input_tokens, output_tokens=self.output_budget)
 
 
 @dataclass(slots=True)

@@ -666,11 +666,17 @@ class Breaker:
 
         ``usage=None`` with ``sent=True`` records a failed call (no tokens, one
         call); ``sent=False`` releases the reservation as if nothing happened.
-        Returns the cost in nano-USD (``None`` when the model has no price).
+        An ``error`` that is not an ``Exception`` (``CancelledError``,
+        ``KeyboardInterrupt``) with no usage means the call was abandoned
+        mid-request: the provider may have read the input, so the input bound is
+        billed, and it is not counted as a failure. Returns the cost in nano-USD
+        (``None`` when the model has no price).
         """
         if ticket.settled:
             return None
         ticket.settled = True
+        if usage is None and error is not None and not isinstance(error, Exception):
+            usage, error = Usage(input_tokens=ticket.call.input_tokens), None
         now = self._clock()
         price = ticket.price
         session = ticket.session

@@ -156,9 +156,9 @@ def _failure(adapter: Adapter, ticket: Ticket, exc: BaseException) -> dict[str, 
     HTTP errors and connection failures release the reservation and count as a
     failed call (the loop detector sees the error). Some SDK helpers raise
     *after* a response arrived (``parse`` on a truncated answer): the usage
-    they carry is billed. A cancellation mid-request bills the input bound,
-    since the provider may have processed it. A nested guard's refusal was
-    never sent: the reservation goes back as if nothing happened.
+    they carry is billed. A cancellation mid-request bills the input bound
+    (``Breaker.settle`` does that). A nested guard's refusal was never sent:
+    the reservation goes back as if nothing happened.
     """
     early = adapter.finished_early(exc)
     if early is not None:
@@ -168,9 +168,7 @@ def _failure(adapter: Adapter, ticket: Ticket, exc: BaseException) -> dict[str, 
             pass
     if isinstance(exc, Tripped):
         return {"usage": None, "sent": False}
-    if not isinstance(exc, Exception):  # CancelledError, KeyboardInterrupt: the provider may have the request
-        return {"usage": Usage(input_tokens=ticket.call.input_tokens)}
-    return {"usage": None, "error": exc}
+    return {"usage": None, "error": exc}  # a cancellation: Breaker.settle bills the input bound
 
 
 def settle_response(guard: Breaker, adapter: Adapter, ticket: Ticket, result: Any, hide: bool) -> Any:
@@ -197,7 +195,7 @@ def _read_response(adapter: Adapter, ticket: Ticket, body: Any) -> tuple[Usage, 
         else:
             error = usage_error(f"{adapter.name} returned usage breaker cannot read", f"{type(exc).__name__}: {exc}")
             error.__cause__ = exc
-        return Usage(input_tokens=ticket.call.input_tokens, output_tokens=ticket.output_budget), (), error
+        return ticket.worst_case_usage(), (), error
 
 
 _RAW: dict[type, bool] = {}

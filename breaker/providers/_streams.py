@@ -167,7 +167,7 @@ class _Guard:
         from ._pipeline import usage_error
 
         ticket = self.ticket
-        self.meter.usage = Usage(input_tokens=ticket.call.input_tokens, output_tokens=ticket.output_budget)
+        self.meter.usage = ticket.worst_case_usage()
         error = exc if isinstance(exc, UsageError) and "worst case" in str(exc) else usage_error(
             "A stream carried usage breaker cannot read", f"{type(exc).__name__}: {exc}"
         )

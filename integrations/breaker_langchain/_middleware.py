@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any, Awaitable, Callable, Literal, Mapping
 
-from breaker import Breaker, ConfigError, Patch, Ticket, Tripped, Usage
+from breaker import Breaker, ConfigError, Patch, Ticket, Tripped
 
 from ._messages import CAP_FIELDS, NAME_FIELDS, describe, identity, tool_calls_of, usage_or_bound
 from ._require import require
@@ -92,7 +92,7 @@ class BreakerMiddleware(AgentMiddleware):
         try:
             response = handler(self._patched(request, ticket))
         except BaseException as exc:
-            guard.settle(ticket, **_failure(ticket, exc))
+            guard.settle(ticket, error=exc)  # a cancellation bills the input bound (Breaker.settle)
             raise
         finally:
             guard._inflight.reset(token)
@@ -113,7 +113,7 @@ class BreakerMiddleware(AgentMiddleware):
         try:
             response = await handler(self._patched(request, ticket))
         except BaseException as exc:
-            await guard.settle_async(ticket, **_failure(ticket, exc))
+            await guard.settle_async(ticket, error=exc)
             raise
         finally:
             guard._inflight.reset(token)
@@ -156,17 +156,6 @@ def _settlement(ticket: Ticket, response: Any) -> dict[str, Any]:
     messages = _result_messages(response)
     return {"usage": usage_or_bound(messages, ticket.call), "tool_calls": tool_calls_of(messages)}
 
-
-def _failure(ticket: Ticket, exc: BaseException) -> dict[str, Any]:
-    """``settle``'s keyword arguments for a call whose handler raised.
-
-    An error counts as a failed call (the loop detector sees it); a
-    cancellation mid-request bills the input bound, since the provider may
-    have read it already.
-    """
-    if isinstance(exc, Exception):
-        return {"usage": None, "error": exc}
-    return {"usage": Usage(input_tokens=ticket.call.input_tokens)}
 
 
 def stop_message(trip: Tripped) -> AIMessage:

@@ -159,12 +159,7 @@ class BreakerLogger(CustomLogger):
         self._failed(kwargs)
 
     async def async_log_failure_event(self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any) -> None:
-        ticket = self._take(kwargs)
-        if ticket is not None:
-            try:
-                await self.guard.settle_async(ticket, None, error=_error_of(kwargs))
-            finally:
-                self._done()
+        await self._failed_async(kwargs)
 
     def _take(self, kwargs: dict[str, Any]) -> Ticket | None:
         key = _call_id(kwargs)
@@ -198,6 +193,14 @@ class BreakerLogger(CustomLogger):
         if ticket is not None:
             try:
                 self.guard.settle(ticket, None, error=_error_of(kwargs))
+            finally:
+                self._done()
+
+    async def _failed_async(self, kwargs: dict[str, Any]) -> None:
+        ticket = self._take(kwargs)
+        if ticket is not None:
+            try:
+                await self.guard.settle_async(ticket, None, error=_error_of(kwargs))
             finally:
                 self._done()
 
@@ -249,7 +252,7 @@ def _success(ticket: Ticket, response: Any) -> dict[str, Any]:
     """``settle``'s keyword arguments for a response; without usage, the reservation is charged (never $0)."""
     usage = getattr(response, "usage", None)
     if usage is None:
-        return {"usage": Usage(input_tokens=ticket.call.input_tokens, output_tokens=ticket.output_budget)}
+        return {"usage": ticket.worst_case_usage()}
     return {"usage": usage_from_litellm(usage), "tool_calls": _tool_calls(response)}
 
 

@@ -82,11 +82,8 @@ class BreakerCapability(AbstractCapability[Any]):
         token = guard._inflight.set(ticket)
         try:
             response = await handler(request_context)
-        except BaseException as exc:
-            if isinstance(exc, Exception):
-                await guard.settle_async(ticket, None, error=exc)
-            else:  # cancelled mid-request: the provider may have read the input
-                await guard.settle_async(ticket, Usage(input_tokens=ticket.call.input_tokens))
+        except BaseException as exc:  # a cancellation bills the input bound (Breaker.settle)
+            await guard.settle_async(ticket, error=exc)
             raise
         finally:
             guard._inflight.reset(token)
@@ -173,7 +170,7 @@ def usage_from_pydantic_ai(response: ModelResponse, ticket: Ticket | None = None
     """
     u = response.usage
     if getattr(u, "unmeasured_requests", 0) and ticket is not None:
-        return Usage(input_tokens=ticket.call.input_tokens, output_tokens=ticket.output_budget)
+        return ticket.worst_case_usage()
     return Usage(
         input_tokens=u.input_tokens,
         output_tokens=u.output_tokens,

@@ -465,3 +465,19 @@ def test_require_unpatched_refuses_a_call_that_only_fits_changed_and_gives_the_m
         assert not info.value.sticky and s.tripped is None
         assert s.remaining_usd == pytest.approx(0.001 - (100 * 0.15 + 100 * 0.6) / 1e6)  # reservation returned
         assert s.calls == 1
+
+
+def test_a_call_abandoned_mid_request_bills_its_input_bound_and_is_no_failure():
+    """``settle(ticket, error=<CancelledError or KeyboardInterrupt>)``: the provider may have read the
+    input, so the input bound is billed; the loop detector does not count it as a failed call."""
+    guard = Breaker(alerts=[], telemetry=False, loops=LoopPolicy(max_errors=1))
+    with guard.session("abandoned") as s:
+        for exc in (asyncio.CancelledError(), KeyboardInterrupt()):
+            guard.settle(guard.admit(call(inp=1000)), error=exc)
+        assert s.calls == 2 and s.tokens == 2000  # input only, once per call
+        assert s.cost_usd == pytest.approx(2 * 1000 * 0.15 / 1e6)
+        guard.settle(guard.admit(call()), Usage(1000, 10))  # max_errors=1 would refuse it after a failure
+        guard.settle(guard.admit(call()), error=RuntimeError("http 500"))  # an Exception: failed, no tokens
+        assert s.calls == 4 and s.tokens == 3010
+        with pytest.raises(LoopDetected):  # ...and that failure does count
+            guard.admit(call())
