@@ -251,7 +251,14 @@ class Webhook:
                     self._idle.notify_all()
 
     def _deliver(self, event: Event) -> None:
-        from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
+        from tenacity import (
+            RetryError,
+            Retrying,
+            retry_if_exception_type,
+            stop_after_attempt,
+            stop_when_event_set,
+            wait_random_exponential,
+        )
 
         body = self._render(event)
 
@@ -264,11 +271,8 @@ class Webhook:
         def before_sleep(state: Any) -> None:
             self.retries += 1
 
-        def stop_on_close(state: Any) -> bool:
-            return self._closed.is_set()
-
         retrying = Retrying(
-            stop=stop_after_attempt(self.attempts) | stop_on_close,
+            stop=stop_after_attempt(self.attempts) | stop_when_event_set(self._closed),  # close() stops the retries
             wait=wait,
             retry=retry_if_exception_type(_Retryable),
             sleep=self._sleep,

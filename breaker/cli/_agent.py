@@ -83,7 +83,7 @@ def run_agent(client: Any, model: str, on_step: Step, *, max_steps: int = 60, ma
         on_step(phase, response)
         return response
 
-    base = [{"role": "system", "content": SYSTEM}]
+    base: list[dict[str, Any]] = [{"role": "system", "content": SYSTEM}]
 
     # 1. Retry loop: the same request until the (buggy) validator is happy.
     for _attempt in range(6):

@@ -16,7 +16,7 @@ import sys
 import time
 import uuid
 from contextlib import ExitStack
-from typing import Any
+from typing import Any, TypedDict
 
 from ._agent import fake_script, run_agent
 from ._common import CliError
@@ -37,8 +37,17 @@ By default the model is breaker.testing.FakeLLM, a local server speaking the
 OpenAI API: no API key, no network, nothing spent. With --live and OPENAI_API_KEY
 set, the same agent calls the real OpenAI API under a budget of $0.01."""
 
-FAKE = {"model": "gpt-4o", "cheaper": "gpt-4o-mini", "budget": 0.05}
-LIVE = {"model": "gpt-4o-mini", "cheaper": "gpt-4.1-nano", "budget": 0.01}
+
+class Setup(TypedDict):
+    """The model the agent asks for, the cheaper one it is degraded to, and the session budget in USD."""
+
+    model: str
+    cheaper: str
+    budget: float
+
+
+FAKE: Setup = {"model": "gpt-4o", "cheaper": "gpt-4o-mini", "budget": 0.05}
+LIVE: Setup = {"model": "gpt-4o-mini", "cheaper": "gpt-4.1-nano", "budget": 0.01}
 
 
 def add_parser(sub: Any) -> None:

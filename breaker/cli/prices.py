@@ -113,7 +113,8 @@ def describe_price(price: Price) -> dict[str, Any]:
 def _normal(d: Decimal) -> Decimal:
     """Exact, with at least cents: 2.5 -> 2.50, 0.075 -> 0.075."""
     d = d.normalize()
-    return d.quantize(Decimal("0.01")) if d.as_tuple().exponent > -2 else d
+    exponent = d.as_tuple().exponent  # an int for every finite Decimal ('n', 'N' or 'F' only for NaN and Infinity)
+    return d.quantize(Decimal("0.01")) if isinstance(exponent, int) and exponent > -2 else d
 
 
 def _money(text: str) -> str:

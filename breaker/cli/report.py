@@ -12,7 +12,7 @@ import argparse
 from collections import Counter as Tally
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from ..ledgers.base import CallRecord
 from ._common import Outcome, add_ledger_arguments, describe_span, read_history, usd
@@ -132,9 +132,11 @@ def group_records(records: Iterable[CallRecord], outcomes: Iterable[Outcome], by
             group = groups[key] = Group(key)
         group.add(r)
     if by != "model":
-        index = {"session": 1, "feature": 2, "user": 3}[by]
+        join: Callable[[Outcome], str | None] = {
+            "session": lambda o: o[1], "feature": lambda o: o[2], "user": lambda o: o[3],
+        }[by]
         for o in outcomes:
-            group = groups.get(o[index] or NONE)
+            group = groups.get(join(o) or NONE)
             if group is not None:
                 group.outcomes[o[4]] += 1
     return sorted(groups.values(), key=lambda g: (-g.cost_nano, -g.calls, g.key))
