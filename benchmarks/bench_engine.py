@@ -11,7 +11,8 @@ from genai_prices import calc_price
 
 from _util import header, interleaved, row
 
-from breaker import Breaker, Budget, Call, Usage
+from breaker import Breaker, Budget, Usage
+from breaker.adapter import Call
 
 
 def main() -> None:

@@ -36,7 +36,8 @@ from typing import Any, Callable
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from breaker import Breaker, BudgetExceeded, Budget, Call, Usage  # noqa: E402
+from breaker import Breaker, BudgetExceeded, Budget, Usage  # noqa: E402
+from breaker.adapter import Call
 from breaker.ledgers import Memory  # noqa: E402
 from breaker.pricing import NANO  # noqa: E402
 

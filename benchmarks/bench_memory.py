@@ -10,7 +10,8 @@ import tracemalloc
 
 from _util import header
 
-from breaker import Breaker, Budget, Call, Usage
+from breaker import Breaker, Budget, Usage
+from breaker.adapter import Call
 from breaker.ledgers import Memory
 
 

@@ -188,8 +188,8 @@ def isolated(rounds: int, calls: int = 2000) -> None:
 
     import wrapt
 
-    from breaker.providers import _load_sentinels, _make_http_wrapper, _Switch
-    from breaker.providers._pipeline import run_sync
+    from breaker.providers.drivers import run_sync
+    from breaker.providers.patching import _load_sentinels, _make_http_wrapper, _Switch
     from breaker.providers.openai import ChatAdapter
 
     _load_sentinels()
@@ -242,7 +242,7 @@ def cold(guard: breaker.Breaker, adapter: object, stub: Callable[..., object], b
     objects. Each call is timed alone, after ``json.dumps`` of that many small
     dicts, beside the bare stub timed the same way.
     """
-    from breaker.providers._pipeline import run_sync
+    from breaker.providers.drivers import run_sync
 
     clock = time.perf_counter
     print("isolated again, caches evicted between calls by json.dumps of N small dicts "

@@ -1,13 +1,14 @@
 """agent-cost-breaker: budgets, loop detection and kills for LLM agents.
 
-The public surface is what this module exports; everything else is internal.
+The public surface is what this module exports: the user API. Adapters and
+plugins also use ``breaker.adapter`` (``Call``, ``Ticket``, ``Patch`` ...);
+everything else is internal.
 """
 
 from __future__ import annotations
 
 from . import alerts, ledgers
 from .budgets import Budget
-from .call import Call, Patch, Ticket
 from .degrade import Degrade
 from .engine import Breaker, Spend
 from .errors import (
@@ -22,25 +23,23 @@ from .errors import (
 )
 from .events import Event
 from .loops import LoopPolicy
-from .scope import Session
+from .session import Session
 from .usage import Usage
+from .version import __version__
 
 __all__ = [
     "Breaker",
     "Budget",
     "BudgetExceeded",
-    "Call",
     "ConfigError",
     "Degrade",
     "Event",
     "LedgerError",
     "LoopDetected",
     "LoopPolicy",
-    "Patch",
     "Session",
     "SessionKilled",
     "Spend",
-    "Ticket",
     "Tripped",
     "UnknownPrice",
     "Usage",
@@ -51,7 +50,6 @@ __all__ = [
     "testing",
 ]
 
-__version__ = "0.1.0"
 
 
 def __getattr__(name: str):  # lazy: retry pulls tenacity, testing pulls the fake server

@@ -97,6 +97,14 @@ class Tripped(BaseException):
     def __str__(self) -> str:
         return self.message
 
+    def again(self) -> Tripped:
+        """A fresh copy of this trip, to raise once more (a sticky trip refuses every later
+        call; re-raising one instance would grow its traceback forever)."""
+        return type(self)(
+            self.message, scope=self.scope, key=self.key, reason=self.reason, metric=self.metric,
+            spent=self.spent, limit=self.limit, session=self.session, sticky=self.sticky,
+        )
+
 
 class BudgetExceeded(Tripped):
     """A budget cannot pay for the next call (or a stream ran past its reservation)."""

@@ -47,16 +47,19 @@ and tools: stable within a process (what loop detection needs), never text.
 
 from __future__ import annotations
 
+import json
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from typing import Any, Callable
+from typing import Any
 
 __all__ = [
     "DOCUMENT_PART_TOKENS",
     "IMAGE_PART_TOKENS",
     "MESSAGE_OVERHEAD",
     "REQUEST_OVERHEAD",
+    "ESTIMATOR",
     "Estimator",
+    "args_fingerprint",
     "estimate",
     "measure",
 ]
@@ -377,7 +380,8 @@ class Estimator:
         return size + fix + MESSAGE_OVERHEAD * n + REQUEST_OVERHEAD, hash((model, h)), n
 
 
-_default = Estimator()
+ESTIMATOR = Estimator()
+"""The process-wide estimator: adapters call ``ESTIMATOR.estimate`` directly on the hot path."""
 
 
 def estimate(
@@ -388,30 +392,19 @@ def estimate(
     ``strict=True`` (default) is an upper bound on input tokens; ``strict=False``
     is the looser estimate that gives up the zero-overshoot guarantee.
     """
-    return _default.estimate(model, messages, system=system, tools=tools, strict=strict)
+    return ESTIMATOR.estimate(model, messages, system=system, tools=tools, strict=strict)
 
 
-def trimmed_bound(
-    model: str, messages: Sequence[Any], style: str, system: Any, tools: Any, strict: bool, n: int
-) -> int:
-    """The input bound of a request cut to its last ``n`` messages by ``breaker.degrade.trim_messages``."""
-    from .degrade import trim_messages
+def args_fingerprint(arguments: Any) -> str:
+    """A short hex digest of tool-call arguments (a JSON string or an already-parsed value).
 
-    return estimate(model, trim_messages(messages, n, style=style), system=system, tools=tools, strict=strict)[0]
-
-
-def trimmed(
-    model: str, messages: Sequence[Any], style: str, *, system: Any = None, tools: Any = None, strict: bool = True
-) -> Callable[[int], int]:
-    """``Call.trimmed_input`` for a request: the bound once cut to its last ``n``
-    messages by ``breaker.degrade.trim_messages``. Computed only when a degrade
-    actually trims, so it costs nothing on ordinary calls. (The adapters
-    define the same closure inline, saving this call on every request.)
-
-    A closure rather than a ``functools.partial``: a partial's repr shows its
-    arguments, and the messages must never reach a ``Call``'s repr."""
-
-    def bound(n: int) -> int:
-        return trimmed_bound(model, messages, style, system, tools, strict, n)
-
-    return bound
+    The loop detector counts repeats of ``(tool name, arguments fingerprint)``;
+    it must see the same fingerprint for the same arguments however the model
+    spaced or ordered its JSON, and never the arguments themselves.
+    """
+    if isinstance(arguments, str):
+        try:
+            arguments = json.loads(arguments) if arguments.strip() else {}
+        except ValueError:
+            return format(hash(arguments) & 0xFFFFFFFFFFFFFFFF, "016x")
+    return format(hash(measure(arguments)[2]) & 0xFFFFFFFFFFFFFFFF, "016x")

@@ -111,7 +111,7 @@ class StopWhenTripped(stop_base):
         if trip is not None:
             raise trip
         if self.guard is not None:
-            _raise_if_tripped(self.guard)
+            self.guard.raise_if_tripped()
         return False
 
 
@@ -137,22 +137,8 @@ def before_sleep(guard: Breaker) -> Callable[[RetryCallState], None]:
         trip = tripped_in(error)
         if trip is not None:
             raise trip
-        _raise_if_tripped(guard)
-        if guard.loops is None:
-            return
-        session = guard.current_session()
-        found = guard.loops.retried(session._state.loops, error, guard._clock())
-        if found is not None:
-            guard._on_detection(found, session, None)
+        guard.raise_if_tripped()
+        guard.report_retry(error)
 
     hook.__qualname__ = hook.__name__ = "before_sleep_breaker"
     return hook
-
-
-def _raise_if_tripped(guard: Breaker) -> None:
-    from .engine import _again
-
-    session = guard.current_session()
-    for s in session.chain:
-        if s._state.tripped is not None:
-            raise _again(s._state.tripped)

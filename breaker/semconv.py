@@ -5,7 +5,7 @@ are marked deprecated there (they are moving to a separate GenAI package),
 the cost attributes are only a proposal, and the library must depend on
 ``opentelemetry-api`` alone. Plain strings cost nothing to import and make
 the names greppable. Names follow the GenAI semantic conventions as of
-semconv 0.66b2 (see FACTS.md); ``breaker.*`` names are ours.
+semconv 0.66b2; ``breaker.*`` names are ours.
 """
 
 from __future__ import annotations

@@ -50,9 +50,9 @@ if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider
     from opentelemetry.trace import Span, TracerProvider
 
-    from .call import Call, Ticket
+    from .adapter import Call, Ticket
     from .events import Event
-    from .scope import Session
+    from .session import Session
     from .usage import Usage
 
 __all__ = ["NoTelemetry", "OTel", "Telemetry", "make_telemetry"]
@@ -390,7 +390,7 @@ def _error_type(error: BaseException) -> str:
 
 
 def _version() -> str:
-    from . import __version__
+    from .version import __version__
 
     return __version__
 

@@ -28,7 +28,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProcessor
 
 import breaker
-from breaker import Breaker, Budget, Call, Degrade, Usage
+from breaker import Breaker, Budget, Degrade, Usage
+from breaker.adapter import Call
 
 # 1. The application sets up the SDK (before or after building the Breaker).
 resource = Resource.create({"service.name": "support-agent"})

@@ -26,7 +26,8 @@ from opentelemetry.sdk.metrics import MeterProvider
 from prometheus_client import start_http_server
 
 import breaker
-from breaker import Breaker, Budget, Call, Usage
+from breaker import Breaker, Budget, Usage
+from breaker.adapter import Call
 
 server, _thread = start_http_server(port=0, addr="127.0.0.1")  # a real deployment picks a fixed port
 port = server.server_port

@@ -12,7 +12,7 @@ import argparse
 import sys
 from typing import Sequence
 
-from .. import __version__
+from ..version import __version__
 from ._common import CliError
 
 __all__ = ["CliError", "build_parser", "main"]

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import Ask, CallRecord, Counter, Grant, Ledger, Limit, Totals
+from .base import Ask, CallRecord, Counter, Grant, Ledger, LedgerBase, Limit, Totals
 from .memory import Memory
 
-__all__ = ["Ask", "CallRecord", "Counter", "Grant", "Ledger", "Limit", "Memory", "Redis", "SQLite", "Totals"]
+__all__ = [
+    "Ask", "CallRecord", "Counter", "Grant", "Ledger", "LedgerBase", "Limit", "Memory", "Redis", "SQLite", "Totals",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -12,16 +12,28 @@ call's worst case is ``fixed + per_unit * units`` on each metric, and the
 ledger grants the most units every limit can pay for, up to ``units_max``.
 That is how ``max_tokens`` gets lowered to what the budget can still pay for
 atomically, with no read-then-write race between concurrent callers.
+
+Also here, because more than one ledger uses them: ``LedgerBase`` (defaults
+for the optional parts of the protocol), and, for the persistent ledgers and
+the ``Resilient`` wrapper around them, ``LedgerUnavailable``, ``Hold`` and
+``new_id``.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Protocol, runtime_checkable
 
-__all__ = ["Ask", "CallRecord", "Counter", "Grant", "Ledger", "Limit", "Totals", "decide"]
+from ..errors import LedgerError
+
+__all__ = [
+    "Ask", "CallRecord", "Counter", "Grant", "Hold", "Ledger", "LedgerBase", "LedgerUnavailable", "Limit",
+    "OutcomeRow", "Totals", "decide", "new_id",
+]
 
 Vec = tuple[int, int, int]  # (nano-USD, tokens, calls)
+OutcomeRow = tuple[float, str, str | None, str | None, str]  # (at, session, feature, user, name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +122,25 @@ class CallRecord:
 
 @runtime_checkable
 class Ledger(Protocol):
-    """What the engine needs from a store. All amounts are integers."""
+    """What the engine needs from a store. All amounts are integers.
+
+    Implement it from scratch, or subclass ``LedgerBase`` for the optional
+    parts (``blocking``, ``wants_records``, ``sweep``, ``add_outcome``,
+    ``records``, ``close``).
+    """
+
+    @property
+    def blocking(self) -> bool:
+        """Whether each call is an I/O round trip (``SQLite``, ``Redis``: True; ``Memory``: False).
+
+        The engine runs a blocking ledger's calls in worker threads for async
+        callers, so that waiting for the store never stalls the event loop; a
+        ledger that answers from memory is called on the caller's thread.
+        """
+
+    @property
+    def wants_records(self) -> bool:
+        """Whether ``settle`` should be given a ``CallRecord`` to keep (for ``breaker report``)."""
 
     def reserve(self, ask: Ask, now: float) -> Grant:
         """Atomically check every limit and, if all can pay, reserve on every counter."""
@@ -139,16 +169,80 @@ class Ledger(Protocol):
     def read(self, counters: Iterable[Counter], now: float) -> list[Totals]:
         """Current totals of each counter (zeros for one never seen)."""
 
+    def sweep(self, now: float) -> None:
+        """Forget idle state now (``Memory``: idle counters holding no reservation).
+
+        A no-op for stores whose data expires on its own (``SQLite``, ``Redis``).
+        ``Breaker.sweep`` calls it.
+        """
+
     def add_outcome(self, session: str, feature: str | None, user: str | None, name: str, now: float) -> None:
         """Record a session outcome (``Session.outcome``) for cost-per-outcome reports."""
 
     def records(self, since: float | None = None) -> Iterable[CallRecord]:
         """Kept call records (may be empty for ledgers that keep none)."""
 
-    wants_records: bool
-
     def close(self) -> None:
         """Release connections and files."""
+
+
+class LedgerBase:
+    """Defaults for the optional parts of ``Ledger``; a subclass writes ``reserve``, ``settle``, ``trip``, ``read``.
+
+    ``blocking`` defaults to True (the safe answer for a store the library
+    does not know: the engine keeps it off the event loop); a ledger that
+    answers from memory sets it to False. The other defaults keep nothing:
+    no records, outcomes dropped, nothing to sweep or close.
+    """
+
+    __slots__ = ()
+
+    blocking: bool = True
+    wants_records: bool = False
+
+    def sweep(self, now: float) -> None:
+        """Nothing to do by default: ``SQLite`` and ``Redis`` drop expired window buckets and
+        reservations as they touch them (and keep lifetime spend: it never expires)."""
+
+    def add_outcome(self, session: str, feature: str | None, user: str | None, name: str, now: float) -> None:
+        """Outcomes are not kept."""
+
+    def records(self, since: float | None = None) -> Iterable[CallRecord]:
+        """No call records are kept."""
+        return []
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+class LedgerUnavailable(LedgerError):
+    """The store could not be reached or written; the message says what to check.
+
+    ``maybe_applied`` is False when the store certainly did not apply the
+    write (no connection, a rolled-back transaction); True when the answer was
+    lost and the write may have landed.
+    """
+
+    def __init__(self, message: str, *, maybe_applied: bool = True) -> None:
+        super().__init__(message)
+        self.maybe_applied = maybe_applied
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """A reservation in a persistent ledger: its id and the amount it holds on each counter.
+
+    ``amount=None`` names a reservation whose answer was lost: the ledger
+    finds it by id to give it back.
+    """
+
+    id: str
+    amount: Vec | None
+
+
+def new_id() -> str:
+    """A random id for a reservation or a settlement (96 bits: no collisions in practice)."""
+    return os.urandom(12).hex()
 
 
 def decide(

@@ -15,7 +15,7 @@ from datetime import timedelta
 from typing import Any, Iterable
 
 from ..budgets import bucket_seconds, parse_window
-from .base import Ask, CallRecord, Counter, Grant, Limit, Totals, Vec, decide
+from .base import Ask, CallRecord, Counter, Grant, LedgerBase, Limit, OutcomeRow, Totals, Vec, decide
 
 __all__ = ["Memory"]
 
@@ -60,13 +60,15 @@ class _Ctr:
                 buckets.append([start, actual[0], actual[1], actual[2]])
 
 
-class Memory:
+class Memory(LedgerBase):
     """Counters in this process's memory.
 
     Args:
         idle_ttl: forget a counter idle this long (and holding no reservation).
         keep_records: how many recent call records to keep for reports (0: none).
     """
+
+    blocking = False  # no I/O, only a short lock: the engine calls it on the caller's thread, async or not
 
     def __init__(self, *, idle_ttl: str | timedelta | int = "24h", keep_records: int = 0) -> None:
         self.idle_ttl = parse_window(idle_ttl, what="Memory(idle_ttl)")
@@ -77,7 +79,7 @@ class Memory:
         self._resolved: dict[int, tuple[tuple[Counter, ...], list[_Ctr], list[_Ctr]]] = {}
         self._records: deque[CallRecord] = deque(maxlen=keep_records or None)
         self.wants_records = keep_records > 0
-        self._outcomes: deque[tuple[float, str, str | None, str | None, str]] = deque(maxlen=100_000)
+        self._outcomes: deque[OutcomeRow] = deque(maxlen=100_000)
         self._sweep_every = max(1.0, min(self.idle_ttl / 4, 60.0))
         self._next_sweep = 0.0
 
@@ -203,7 +205,7 @@ class Memory:
         with self._lock:
             self._outcomes.append((now, session, feature, user, name))
 
-    def outcomes(self, since: float | None = None) -> list[tuple[float, str, str | None, str | None, str]]:
+    def outcomes(self, since: float | None = None) -> list[OutcomeRow]:
         with self._lock:
             return [o for o in self._outcomes if since is None or o[0] >= since]
 
@@ -230,6 +232,3 @@ class Memory:
             # server is back to baseline once a crowd of sessions has gone.
             self._ctrs = dict(self._ctrs)
         self._resolved = {}
-
-    def close(self) -> None:
-        pass

@@ -51,14 +51,16 @@ from datetime import timedelta
 from typing import Any, Iterable
 
 from ..budgets import bucket_seconds, parse_window
-from .base import Ask, CallRecord, Counter, Grant, Limit, Totals, Vec
-from .resilient import Hold, LedgerUnavailable, new_id
+from .base import (Ask, CallRecord, Counter, Grant, Hold, LedgerBase, LedgerUnavailable, Limit, OutcomeRow, Totals,
+                   Vec, new_id)
 
 try:
     import redis as _redis
     from redis import exceptions as _rx
 except ImportError:  # pragma: no cover - depends on the environment
-    _redis = None
+    _HAVE_REDIS = False
+else:
+    _HAVE_REDIS = True
 
 __all__ = ["Redis"]
 
@@ -306,7 +308,7 @@ def _errors() -> tuple[type[BaseException], ...]:
     return tuple(errs)
 
 
-class Redis:
+class Redis(LedgerBase):
     """Counters, call records and outcomes in Redis (see the module docstring for the key layout).
 
     Args:
@@ -323,6 +325,7 @@ class Redis:
         timeout: socket timeout in seconds for a client built here.
     """
 
+    blocking = True  # every call is a network round trip
     journal_ops = True  # settle/add_outcome take ``op=``, reserve takes ``hold_id=`` (see resilient.py)
 
     def __init__(
@@ -335,7 +338,7 @@ class Redis:
         keep_ops: str | timedelta | int = "7d",
         timeout: float = 5.0,
     ) -> None:
-        if _redis is None:
+        if not _HAVE_REDIS:
             raise ImportError("breaker.ledgers.Redis needs the redis client: pip install 'agent-cost-breaker[redis]'")
         if isinstance(url_or_client, str):
             from redis.backoff import NoBackoff
@@ -477,13 +480,14 @@ class Redis:
             entries = self.client.xrange(f"{self._p}{key}")
         except self._errs as e:
             raise LedgerUnavailable(f"The Redis ledger at {self.store_id.split('#')[0]} could not be read: {e}") from e
-        return [json.loads(fields[field]) for _id, fields in entries]
+        # redis-py types a stream entry's fields as optional (XAUTOCLAIM's deleted entries); XRANGE always has them.
+        return [json.loads(fields[field]) for _id, fields in entries or () if fields is not None]
 
     def records(self, since: float | None = None) -> list[CallRecord]:
         out = [CallRecord(**d) for d in self._stream("records", b"r")]
         return [r for r in out if since is None or r.at >= since]
 
-    def outcomes(self, since: float | None = None) -> list[tuple[float, str, str | None, str | None, str]]:
+    def outcomes(self, since: float | None = None) -> list[OutcomeRow]:
         return [tuple(o) for o in self._stream("outcomes", b"o") if since is None or o[0] >= since]  # type: ignore[misc]
 
     def lua_decide(self, ask: Ask, state: list[tuple[int, int, bool]]) -> Grant:

@@ -44,42 +44,13 @@ from typing import Any, Callable, Iterable
 
 from ..errors import LedgerError
 from ..events import Event
-from .base import Ask, CallRecord, Counter, Grant, Limit, Totals, Vec
+from .base import Ask, CallRecord, Counter, Grant, Hold, LedgerUnavailable, Limit, Totals, Vec, new_id
 from .memory import Memory
 
+# Hold, LedgerUnavailable and new_id live in ``ledgers.base`` (the ledgers share them); still importable from here.
 __all__ = ["Hold", "LedgerUnavailable", "Resilient", "new_id", "resilient"]
 
 log = logging.getLogger("breaker")
-
-
-class LedgerUnavailable(LedgerError):
-    """The store could not be reached or written; the message says what to check.
-
-    ``maybe_applied`` is False when the store certainly did not apply the
-    write (no connection, a rolled-back transaction); True when the answer was
-    lost and the write may have landed.
-    """
-
-    def __init__(self, message: str, *, maybe_applied: bool = True) -> None:
-        super().__init__(message)
-        self.maybe_applied = maybe_applied
-
-
-@dataclass(frozen=True, slots=True)
-class Hold:
-    """A reservation in a persistent ledger: its id and the amount it holds on each counter.
-
-    ``amount=None`` names a reservation whose answer was lost: the ledger
-    finds it by id to give it back.
-    """
-
-    id: str
-    amount: Vec | None
-
-
-def new_id() -> str:
-    """A random id for a reservation or a settlement (96 bits: no collisions in practice)."""
-    return os.urandom(12).hex()
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,7 +239,12 @@ class Resilient:
         return f"Resilient({self.inner!r}, mode={self.mode!r})"
 
     @property
-    def wants_records(self) -> bool:  # type: ignore[override]
+    def blocking(self) -> bool:
+        """The wrapped store's answer (a store behind I/O: True)."""
+        return bool(getattr(self.inner, "blocking", True))
+
+    @property
+    def wants_records(self) -> bool:
         return bool(getattr(self.inner, "wants_records", False))
 
     @property
@@ -464,6 +440,11 @@ class Resilient:
             f"The budget store {getattr(self.inner, 'store_id', self.inner)!r} is unreachable ({self._error}); "
             f"spend cannot be read until it answers (journaled settlements are replayed then)."
         )
+
+    def sweep(self, now: float) -> None:
+        sweep = getattr(self.inner, "sweep", None)  # a user's store may predate ``Ledger.sweep``
+        if sweep is not None:
+            sweep(now)
 
     def add_outcome(self, session: str, feature: str | None, user: str | None, name: str, now: float) -> None:
         op = new_id()

@@ -32,8 +32,8 @@ from datetime import timedelta
 from typing import Any, Iterable, Iterator
 
 from ..budgets import bucket_seconds, parse_window
-from .base import Ask, CallRecord, Counter, Grant, Limit, Totals, Vec, decide
-from .resilient import Hold, LedgerUnavailable, new_id
+from .base import (Ask, CallRecord, Counter, Grant, Hold, LedgerBase, LedgerUnavailable, Limit, OutcomeRow, Totals,
+                   Vec, decide, new_id)
 
 __all__ = ["SQLite"]
 
@@ -68,7 +68,7 @@ CREATE INDEX IF NOT EXISTS outcomes_at ON outcomes(at);
 _RECORD_FIELDS = tuple(CallRecord.__dataclass_fields__)
 
 
-class SQLite:
+class SQLite(LedgerBase):
     """Counters, call records and outcomes in a SQLite file (WAL mode).
 
     Args:
@@ -79,6 +79,7 @@ class SQLite:
         keep_ops: how long settlement ids are remembered for exactly-once replay.
     """
 
+    blocking = True  # every call is a transaction on the file
     wants_records = True
     journal_ops = True  # settle/add_outcome take ``op=``, reserve takes ``hold_id=`` (see resilient.py)
 
@@ -293,7 +294,7 @@ class SQLite:
             conn.execute("INSERT OR IGNORE INTO outcomes VALUES (?, ?, ?, ?, ?, ?)",
                          (op or new_id(), now, session, feature, user, name))
 
-    def outcomes(self, since: float | None = None) -> list[tuple[float, str, str | None, str | None, str]]:
+    def outcomes(self, since: float | None = None) -> list[OutcomeRow]:
         with self._errors("read outcomes"):
             return [tuple(r) for r in self._conn().execute(  # type: ignore[misc]
                 "SELECT at, session, feature, user, name FROM outcomes WHERE at >= ? ORDER BY at",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["EFFORTS", "SENTINELS", "count", "field", "given", "lower_effort", "tool_names", "value"]
+__all__ = ["SENTINELS", "cap_value", "count", "field", "given", "register_sentinels", "tool_names", "value"]
 
 _MISSING = object()
 
@@ -42,16 +42,6 @@ def register_sentinels(module: Any) -> None:
         cls = getattr(module, name, None)
         if isinstance(cls, type):
             SENTINELS.add(cls)
-
-
-EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
-
-
-def lower_effort(current: Any, wanted: str) -> str:
-    """``wanted`` unless the caller already asked for less (a degrade never raises effort)."""
-    if isinstance(current, str) and current in EFFORTS and EFFORTS.index(current) < EFFORTS.index(wanted):
-        return current
-    return wanted
 
 
 def tool_names(tools: Any) -> tuple[str, ...]:

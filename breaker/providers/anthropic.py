@@ -1,6 +1,6 @@
 """Anthropic request shape: Messages (``messages`` and ``beta.messages``).
 
-Usage conventions (see FACTS.md): Anthropic's ``input_tokens`` *excludes*
+Usage conventions: Anthropic's ``input_tokens`` *excludes*
 cache reads and writes, so they are added back to get breaker's total input;
 ``cache_creation.ephemeral_1h_input_tokens`` are the 1-hour cache writes;
 ``server_tool_use.web_search_requests`` are billed per search. In streams,
@@ -13,20 +13,20 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..call import Call, Patch
-from ..degrade import thinking_budget_for, trim_messages
-from ..estimate import _default, trimmed_bound
+from ..adapter import Call, Patch, usage_error
+from ..estimate import ESTIMATOR, args_fingerprint
 from ..usage import Usage
-from ._pipeline import Adapter, usage_error
+from .attempt import Adapter
 from ._shapes import SENTINELS, count as _int, field as _get, tool_names, value
-from ._streams import Meter
-from ._tools import args_fingerprint
+from .streams import Meter
+from .effort import thinking_budget_for
+from .trim import trim_messages, trimmed_bound
 
 
 __all__ = ["MessagesAdapter"]
 
 
-_estimate = _default.estimate  # the hot-path choices are explained in providers/openai.py
+_estimate = ESTIMATOR.estimate  # the hot-path choices are explained in providers/openai.py
 
 
 def messages_usage(u: Any, tool_calls: int = 0) -> Usage:
@@ -163,7 +163,7 @@ class MessagesAdapter(Adapter):
             cap = None
         bound, fp, n = _estimate(model, messages, system=system, tools=tools, strict=strict)
 
-        def trimmed_input(keep: int) -> int:  # Call.trimmed_input: a closure, not a partial (see estimate.trimmed)
+        def trimmed_input(keep: int) -> int:  # Call.trimmed_input: a closure, not a partial (see trim.py)
             return trimmed_bound(model, messages, "anthropic", system, tools, strict, keep)
 
         return Call(

@@ -1,6 +1,6 @@
 """OpenAI request shapes: chat completions and Responses.
 
-Usage conventions (see FACTS.md): chat ``prompt_tokens`` already includes
+Usage conventions: chat ``prompt_tokens`` already includes
 cached tokens and ``completion_tokens`` includes reasoning tokens, which is
 breaker's own convention, so they map one to one. Chat streams carry usage
 only when ``stream_options.include_usage`` is set; breaker sets it and hides
@@ -14,14 +14,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..call import Call, Patch
-from ..degrade import trim_messages
-from ..estimate import _default, trimmed_bound
+from ..adapter import Call, Patch, usage_error
+from ..estimate import ESTIMATOR, args_fingerprint
 from ..usage import Usage
-from ._pipeline import Adapter, usage_error
-from ._shapes import SENTINELS, cap_value, field as _get, count as _int, lower_effort, tool_names, value
-from ._streams import Meter
-from ._tools import args_fingerprint
+from .attempt import Adapter
+from ._shapes import SENTINELS, cap_value, field as _get, count as _int, tool_names, value
+from .streams import Meter
+from .effort import lower_effort
+from .trim import trim_messages, trimmed_bound
 
 
 __all__ = ["ChatAdapter", "ResponsesAdapter"]
@@ -40,7 +40,7 @@ def _reasoning_model(model: str) -> bool:
 # unpack a dict: about half of the construction cost; tests/providers/test_hot_paths.py
 # pins the field order), and read kwargs and usage inline rather than through
 # ``value()`` / ``field()`` / ``count()`` (a call layer each).
-_estimate = _default.estimate
+_estimate = ESTIMATOR.estimate
 
 
 # ------------------------------------------------------------------ chat completions
@@ -64,6 +64,8 @@ def _openai_counts(inp: Any, out: Any, idet: Any, odet: Any, calls: int, searche
     differently); ``None`` when a total is missing, for the caller's reference reading to explain."""
     if inp is None or out is None:
         return None
+    read: Any
+    write: Any
     if idet is None:
         read = write = 0
     else:
@@ -145,7 +147,7 @@ class ChatAdapter(Adapter):
             tools = value(kwargs, "tools") or value(kwargs, "functions")  # a sentinel or an empty value: the exact rule
         bound, fp, n = _estimate(model, messages, tools=tools, strict=strict)
 
-        def trimmed_input(keep: int) -> int:  # Call.trimmed_input: a closure, not a partial (see estimate.trimmed)
+        def trimmed_input(keep: int) -> int:  # Call.trimmed_input: a closure, not a partial (see trim.py)
             return trimmed_bound(model, messages, "openai", None, tools, strict, keep)
 
         cap = kwargs.get("max_completion_tokens")
@@ -340,8 +342,8 @@ class ResponsesAdapter(Adapter):
             system = None
         bound, fp, n = _estimate(model, messages, system=system, tools=tools, strict=strict)
 
-        def trimmed_input(keep: int) -> int:  # Call.trimmed_input: a closure, not a partial (see estimate.trimmed)
-            return trimmed_bound(model, messages, "openai-responses", system, tools, strict, keep)
+        def trimmed_input(keep: int) -> int:  # Call.trimmed_input: a closure, not a partial (see trim.py)
+            return trimmed_bound(model, messages or (), "openai-responses", system, tools, strict, keep)
 
         cap = kwargs.get("max_output_tokens")
         if cap is not None and cap.__class__ in SENTINELS:

@@ -18,10 +18,13 @@ mark the call as counted for an SDK layer (``guard.instrument()``) below.
 from __future__ import annotations
 
 import threading
+from contextlib import AbstractContextManager
 from typing import Any
 from uuid import UUID
 
-from breaker import Breaker, BudgetExceeded, ConfigError, Ticket, Usage
+from breaker import Breaker, ConfigError, Usage
+from breaker.adapter import Ticket
+from breaker.adapter import stream_overrun
 
 from ._messages import CAP_FIELDS, describe, provider_of, tool_calls_of, usage_or_bound
 from ._require import require
@@ -53,7 +56,7 @@ class BreakerCallbackHandler(BaseCallbackHandler):
             raise ConfigError(f"BreakerCallbackHandler needs a breaker.Breaker, got {guard!r}")
         self.guard = guard
         self.model = model
-        self._open: dict[UUID, tuple[Ticket, Any]] = {}
+        self._open: dict[UUID, tuple[Ticket, AbstractContextManager[Ticket]]] = {}
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ admission
@@ -83,16 +86,21 @@ class BreakerCallbackHandler(BaseCallbackHandler):
             ticket, layer="a callback", model_fix="use BreakerMiddleware with create_agent",
             cap_fix="set max_tokens on the chat model",
         )
-        token = guard._inflight.set(ticket)
+        sending = guard.sending(ticket)  # exited in _finish: start and end are different callbacks
+        sending.__enter__()
         with self._lock:
-            self._open[run_id] = (ticket, token)
+            self._open[run_id] = (ticket, sending)
 
     # ------------------------------------------------------------------ streams
-    def on_llm_new_token(self, token: str, *, chunk: Any = None, run_id: UUID, **kwargs: Any) -> None:
+    def on_llm_new_token(
+        self, token: str | list[str | dict[str, Any]], *, chunk: Any = None, run_id: UUID,
+        parent_run_id: UUID | None = None, tags: list[str] | None = None, **kwargs: Any,
+    ) -> None:
         """Count streamed output; stop the stream once it passes what the reservation pays for.
 
         A chunk counts as one token unless it reports usage; providers stream
-        about one token per chunk.
+        about one token per chunk. The cut is ``breaker.adapter.stream_overrun``,
+        the rule (and reason code ``"stream_cut"``) the SDK layer uses.
         """
         with self._lock:
             entry = self._open.get(run_id)
@@ -101,16 +109,10 @@ class BreakerCallbackHandler(BaseCallbackHandler):
         ticket = entry[0]
         message = getattr(chunk, "message", None)
         reported = (getattr(message, "usage_metadata", None) or {}).get("output_tokens")
-        ticket.streamed_output = max(ticket.streamed_output + (1 if token else 0), reported or 0)
-        if ticket.streamed_output > ticket.output_budget:
+        overrun = stream_overrun(ticket, max(ticket.streamed_output + (1 if token else 0), reported or 0))
+        if overrun is not None:
             self._finish(run_id, Usage(input_tokens=ticket.call.input_tokens, output_tokens=ticket.streamed_output))
-            raise BudgetExceeded(
-                f"Session {ticket.session.id!r}: the stream from {ticket.model} passed the {ticket.output_budget} "
-                f"output tokens its budget reserved, and was cut.",
-                scope="session", key=ticket.session.id, reason="stream", metric="tokens",
-                spent=float(ticket.streamed_output), limit=float(ticket.output_budget), session=ticket.session.id,
-                sticky=False,
-            )
+            raise overrun
 
     # ------------------------------------------------------------------ settlement
     def on_llm_end(self, response: Any, *, run_id: UUID, **kwargs: Any) -> None:
@@ -129,9 +131,9 @@ class BreakerCallbackHandler(BaseCallbackHandler):
             entry = self._open.pop(run_id, None)
         if entry is None:
             return
-        ticket, token = entry
+        ticket, sending = entry
         try:
-            self.guard._inflight.reset(token)
+            sending.__exit__(None, None, None)
         except ValueError:  # ended in another context than it started in: that context ends with its task
             pass
         self.guard.settle(ticket, usage, tool_calls=tool_calls, error=error)

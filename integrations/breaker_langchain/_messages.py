@@ -2,7 +2,7 @@
 
 The middleware and the callback handler see the same things (a chat model,
 a list of ``BaseMessage``, tools, an ``AIMessage`` with ``usage_metadata``);
-this module turns them into a ``breaker.Call`` before the request and a
+this module turns them into a ``breaker.adapter.Call`` before the request and a
 ``breaker.Usage`` after it, so the two plugins cannot disagree about what a
 call cost.
 """
@@ -12,10 +12,10 @@ from __future__ import annotations
 import logging
 from typing import Any, Iterable, Mapping, Sequence
 
-from breaker import Call, ConfigError, Usage
+from breaker import ConfigError, Usage
+from breaker.adapter import Call
 
-from breaker.estimate import estimate, measure
-from breaker.providers._tools import args_fingerprint
+from breaker.adapter import args_fingerprint, estimate, measure
 
 __all__ = [
     "CAP_FIELDS",
@@ -131,7 +131,7 @@ def describe(
 ) -> Call:
     """The ``Call`` for a LangChain chat request: strict input bound, cap, content-free fingerprint.
 
-    The messages go to ``breaker.estimate`` as they are (it measures each
+    The messages go to ``breaker.adapter.estimate`` as they are (it measures each
     message object once, so a growing agent history costs O(1) a step).
     """
     bound, fp, count = estimate(model, list(messages), tools=[_tool_data(t) for t in tools] or None)

@@ -8,7 +8,8 @@ budget cannot pay), and settles the exact cost from ``AIMessage.usage_metadata``
 after.
 
 It keeps no per-run state on the instance: the ticket of a call lives in the
-``wrap_model_call`` frame, and the session (budgets, loop memory, sticky
+frame of that call's ``_steps`` (the one body both ``wrap_model_call`` and
+``awrap_model_call`` drive), and the session (budgets, loop memory, sticky
 trips) is the ``guard.session(...)`` the agent runs in, carried by
 ``contextvars`` — so one middleware object serves concurrent runs and
 threads without mixing them.
@@ -16,9 +17,11 @@ threads without mixing them.
 
 from __future__ import annotations
 
-from typing import Any, Awaitable, Callable, Literal, Mapping
+from typing import Any, Awaitable, Callable, Generator, Literal, Mapping
 
-from breaker import Breaker, ConfigError, Patch, Ticket, Tripped
+from breaker import Breaker, ConfigError, Tripped
+from breaker.adapter import Call, Patch, Ticket
+from breaker.adapter import lower_effort
 
 from ._messages import CAP_FIELDS, NAME_FIELDS, describe, identity, tool_calls_of, usage_or_bound
 from ._require import require
@@ -82,46 +85,39 @@ class BreakerMiddleware(AgentMiddleware):
         self, request: ModelRequest, handler: Callable[[ModelRequest], ModelResponse]
     ) -> ModelResponse | AIMessage | ExtendedModelResponse:
         guard = self.guard
-        if guard.inflight() is not None:  # an outer layer already counts this call
-            return handler(request)
-        try:
-            ticket = guard.admit(self._describe(request))
-        except Tripped as trip:
-            return self._stop(trip)
-        token = guard._inflight.set(ticket)
-        try:
-            response = handler(self._patched(request, ticket))
-        except BaseException as exc:
-            guard.settle(ticket, error=exc)  # a cancellation bills the input bound (Breaker.settle)
-            raise
-        finally:
-            guard._inflight.reset(token)
-        guard.settle(ticket, **_settlement(ticket, response))
-        return response
+        return _run(self._steps(request, guard.admit, handler, guard.settle))
 
     async def awrap_model_call(
         self, request: ModelRequest, handler: Callable[[ModelRequest], Awaitable[ModelResponse]]
     ) -> ModelResponse | AIMessage | ExtendedModelResponse:
         guard = self.guard
-        if guard.inflight() is not None:
-            return await handler(request)
+        return await _run_async(self._steps(request, guard.admit_async, handler, guard.settle_async))
+
+    def _steps(self, request: ModelRequest, admit: Callable[..., Any], send: Callable[..., Any],
+               settle: Callable[..., Any]) -> _Steps:
+        """One model call, written once for both hooks: yields each I/O step and is sent back its result.
+
+        ``admit``, ``send`` and ``settle`` are the guard's and the handler's
+        sync or async callables; ``_run`` calls each step, ``_run_async``
+        awaits it, and a step that raised is thrown back in here.
+        """
+        if self.guard.inflight() is not None:  # an outer layer already counts this call
+            return (yield _do(send, request))
         try:
-            ticket = await guard.admit_async(self._describe(request))
+            ticket = yield _do(admit, self._describe(request))
         except Tripped as trip:
             return self._stop(trip)
-        token = guard._inflight.set(ticket)
-        try:
-            response = await handler(self._patched(request, ticket))
-        except BaseException as exc:
-            await guard.settle_async(ticket, error=exc)
-            raise
-        finally:
-            guard._inflight.reset(token)
-        await guard.settle_async(ticket, **_settlement(ticket, response))
+        with self.guard.sending(ticket):
+            try:
+                response = yield _do(send, self._patched(request, ticket))
+            except BaseException as exc:
+                yield _do(settle, ticket, error=exc)  # a cancellation bills the input bound (Breaker.settle)
+                raise
+        yield _do(settle, ticket, **_settlement(ticket, response))
         return response
 
     # ------------------------------------------------------------------ steps
-    def _describe(self, request: ModelRequest):
+    def _describe(self, request: ModelRequest) -> Call:
         name, provider, cap = identity(request.model, request.model_settings, model=self.model)
         messages = [request.system_message, *request.messages] if request.system_message else request.messages
         return describe(name, provider, messages, request.tools, max_output_tokens=cap)
@@ -151,11 +147,58 @@ class BreakerMiddleware(AgentMiddleware):
             raise
 
 
+# ---------------------------------------------------------------------- I/O
+_Step = tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]
+_Steps = Generator[_Step, Any, Any]
+
+
+def _do(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> _Step:
+    return fn, args, kwargs
+
+
+def _resume(steps: _Steps, result: Any = None, error: BaseException | None = None) -> tuple[bool, Any]:
+    """Hand ``steps`` the last step's result (or throw its error in): ``(True, value)`` once it returns,
+    else ``(False, next step)``."""
+    try:
+        return False, (steps.send(result) if error is None else steps.throw(error))
+    except StopIteration as done:
+        return True, done.value
+
+
+def _call(step: _Step) -> tuple[Any, BaseException | None]:
+    fn, args, kwargs = step
+    try:
+        return fn(*args, **kwargs), None
+    except BaseException as exc:
+        return None, exc
+
+
+async def _call_async(step: _Step) -> tuple[Any, BaseException | None]:
+    fn, args, kwargs = step
+    try:
+        return await fn(*args, **kwargs), None
+    except BaseException as exc:
+        return None, exc
+
+
+def _run(steps: _Steps) -> Any:
+    done, step = _resume(steps)
+    while not done:
+        done, step = _resume(steps, *_call(step))
+    return step
+
+
+async def _run_async(steps: _Steps) -> Any:
+    done, step = _resume(steps)
+    while not done:
+        done, step = _resume(steps, *await _call_async(step))
+    return step
+
+
 def _settlement(ticket: Ticket, response: Any) -> dict[str, Any]:
     """``settle``'s keyword arguments for a call that returned ``response``."""
     messages = _result_messages(response)
     return {"usage": usage_or_bound(messages, ticket.call), "tool_calls": tool_calls_of(messages)}
-
 
 
 def stop_message(trip: Tripped) -> AIMessage:
@@ -201,7 +244,7 @@ def _apply(request: ModelRequest, patch: Patch, ticket: Ticket, models: Mapping[
             else:
                 settings["max_tokens"] = patch.max_output_tokens
     if patch.reasoning_effort is not None and "reasoning_effort" in fields:
-        copy["reasoning_effort"] = patch.reasoning_effort
+        copy["reasoning_effort"] = lower_effort(getattr(model, "reasoning_effort", None), patch.reasoning_effort)
     if copy:
         model = model.model_copy(update=copy)
     if model is not request.model:

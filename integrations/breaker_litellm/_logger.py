@@ -3,7 +3,8 @@
 Async calls (``acompletion``) are admitted in ``async_pre_call_deployment_hook``,
 which LiteLLM awaits before it builds the request and which may change the
 request: the ticket's patch is applied there (a lower ``max_tokens``, a
-cheaper model), and the call is settled in
+cheaper model, a lower ``reasoning_effort`` but never a higher one than the
+caller set), and the call is settled in
 ``async_post_call_success_deployment_hook``, in the same task, as soon as the
 response is back. Sync calls (``completion``) have no such hook: they are
 admitted in ``log_pre_api_call``, which LiteLLM calls right before the
@@ -24,9 +25,9 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from breaker import Breaker, Call, ConfigError, Ticket, Usage
-from breaker.estimate import estimate
-from breaker.providers._tools import args_fingerprint
+from breaker import Breaker, ConfigError, Usage
+from breaker.adapter import Call, Patch, Ticket
+from breaker.adapter import args_fingerprint, estimate, lower_effort
 
 try:
     import litellm
@@ -89,31 +90,22 @@ class BreakerLogger(CustomLogger):
     async def async_pre_call_deployment_hook(self, kwargs: dict[str, Any], call_type: Any) -> dict[str, Any] | None:
         """Admit an async call before LiteLLM builds the request, and apply the ticket's patch to it."""
         messages = kwargs.get("messages")
-        if messages is None or self.guard.inflight() is not None:
-            return None  # not a chat call, or an outer layer counts it
+        if messages is None:
+            return None  # not a chat call
         model, provider = _split(kwargs.get("model") or "", kwargs.get("custom_llm_provider"))
-        if _seen_by_sdk_layer(self.guard, {"custom_llm_provider": provider, "litellm_params": kwargs}):
+        call = self._to_admit(
+            model, messages, {**kwargs, "optional_params": kwargs, "custom_llm_provider": provider},
+            seen_as={"custom_llm_provider": provider, "litellm_params": kwargs},
+        )
+        if call is None:
             return None
-        call = self._describe(model, messages, {**kwargs, "optional_params": kwargs, "custom_llm_provider": provider})
         ticket = await self.guard.admit_async(call)
         self._hold(_call_id(kwargs), ticket)
-        patch = ticket.patch
-        if not patch:
-            return None
-        kwargs = dict(kwargs)
-        if patch.model is not None:
-            prefix = kwargs["model"][: len(kwargs["model"]) - len(model)]
-            kwargs["model"] = prefix + patch.model
-        if patch.max_output_tokens is not None:
-            field = next((c for c in _CAPS if kwargs.get(c) is not None), "max_tokens")
-            kwargs[field] = patch.max_output_tokens
-        if patch.reasoning_effort is not None and kwargs.get("reasoning_effort") is not None:
-            kwargs["reasoning_effort"] = patch.reasoning_effort
-        return kwargs
+        return _patched(kwargs, model, ticket.patch)
 
     async def async_post_call_success_deployment_hook(self, request_data: dict[str, Any], response: Any, call_type: Any) -> Any:
         """Settle an async call as soon as its response is back (same task: the next call sees the spend)."""
-        await self._succeeded_async(request_data, response)
+        await self._settle_async(request_data, response)
         return None
 
     def log_pre_api_call(self, model: str, messages: Any, kwargs: dict[str, Any]) -> None:
@@ -122,17 +114,24 @@ class BreakerLogger(CustomLogger):
         with self._lock:
             if key in self._pending:
                 return  # admitted by async_pre_call_deployment_hook
-        if self.guard.inflight() is not None:  # an outer layer already counts this call
+        call = self._to_admit(model, messages, kwargs, seen_as=kwargs)
+        if call is None:
             return
-        if _seen_by_sdk_layer(self.guard, kwargs):
-            return  # guard.instrument() admits this call inside the OpenAI SDK, where it can patch it: count it once
-        ticket = self.guard.admit(self._describe(model, messages, kwargs))
+        ticket = self.guard.admit(call)
         self.guard.require_unpatched(
             ticket, layer="LiteLLM's logging hook (the request is built already)",
             model_fix="use guard.instrument() for OpenAI/Anthropic clients, or no degrade budget",
             cap_fix="pass max_tokens= low enough",
         )
         self._hold(key, ticket)
+
+    def _to_admit(self, model: str, messages: Any, kwargs: dict[str, Any], *, seen_as: dict[str, Any]) -> Call | None:
+        """The ``Call`` to admit, or ``None`` when another layer counts this call once: an outer layer
+        already sending it, or ``guard.instrument()``, which admits it inside the OpenAI SDK, where it
+        can patch it."""
+        if self.guard.inflight() is not None or _seen_by_sdk_layer(self.guard, seen_as):
+            return None
+        return self._describe(model, messages, kwargs)
 
     def _hold(self, key: str | None, ticket: Ticket) -> None:
         """Keep ``ticket`` until an event settles it; a leftover under the same id (a retry) is settled as failed."""
@@ -150,16 +149,16 @@ class BreakerLogger(CustomLogger):
 
     # ------------------------------------------------------------------ settlement
     def log_success_event(self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any) -> None:
-        self._succeeded(kwargs, response_obj)
+        self._settle(kwargs, response_obj)
 
     async def async_log_success_event(self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any) -> None:
-        await self._succeeded_async(kwargs, response_obj)
+        await self._settle_async(kwargs, response_obj)
 
     def log_failure_event(self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any) -> None:
-        self._failed(kwargs)
+        self._settle(kwargs, _FAILED)
 
     async def async_log_failure_event(self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any) -> None:
-        await self._failed_async(kwargs)
+        await self._settle_async(kwargs, _FAILED)
 
     def _take(self, kwargs: dict[str, Any]) -> Ticket | None:
         key = _call_id(kwargs)
@@ -170,37 +169,18 @@ class BreakerLogger(CustomLogger):
         with self._lock:
             self._lock.notify_all()
 
-    def _succeeded(self, kwargs: dict[str, Any], response: Any) -> None:
-        ticket = self._take(kwargs)
-        if ticket is None:
-            return
-        try:
-            self.guard.settle(ticket, **_success(ticket, response))
-        finally:
-            self._done()
-
-    async def _succeeded_async(self, kwargs: dict[str, Any], response: Any) -> None:
-        ticket = self._take(kwargs)
-        if ticket is None:
-            return
-        try:
-            await self.guard.settle_async(ticket, **_success(ticket, response))
-        finally:
-            self._done()
-
-    def _failed(self, kwargs: dict[str, Any]) -> None:
-        ticket = self._take(kwargs)
-        if ticket is not None:
+    # _settle and _settle_async differ only in awaiting; what to settle with is _ending's.
+    def _settle(self, kwargs: dict[str, Any], response: Any) -> None:
+        if (ticket := self._take(kwargs)) is not None:
             try:
-                self.guard.settle(ticket, None, error=_error_of(kwargs))
+                self.guard.settle(ticket, **_ending(ticket, kwargs, response))
             finally:
                 self._done()
 
-    async def _failed_async(self, kwargs: dict[str, Any]) -> None:
-        ticket = self._take(kwargs)
-        if ticket is not None:
+    async def _settle_async(self, kwargs: dict[str, Any], response: Any) -> None:
+        if (ticket := self._take(kwargs)) is not None:
             try:
-                await self.guard.settle_async(ticket, None, error=_error_of(kwargs))
+                await self.guard.settle_async(ticket, **_ending(ticket, kwargs, response))
             finally:
                 self._done()
 
@@ -248,12 +228,41 @@ def usage_from_litellm(usage: Any) -> Usage:
     )
 
 
-def _success(ticket: Ticket, response: Any) -> dict[str, Any]:
-    """``settle``'s keyword arguments for a response; without usage, the reservation is charged (never $0)."""
+_FAILED: Any = object()
+"""The ``response`` of a call that failed (its error is in LiteLLM's ``kwargs["exception"]``)."""
+
+
+def _ending(ticket: Ticket, kwargs: dict[str, Any], response: Any) -> dict[str, Any]:
+    """``settle``'s keyword arguments for a call that ended with ``response`` (or ``_FAILED``).
+
+    Without usage in the response, the reservation is charged (never $0).
+    """
+    if response is _FAILED:
+        return {"usage": None, "error": _error_of(kwargs)}
     usage = getattr(response, "usage", None)
     if usage is None:
         return {"usage": ticket.worst_case_usage()}
     return {"usage": usage_from_litellm(usage), "tool_calls": _tool_calls(response)}
+
+
+def _patched(kwargs: dict[str, Any], model: str, patch: Patch) -> dict[str, Any] | None:
+    """An async call's kwargs with the ticket's patch applied, ``None`` when there is none.
+
+    The model keeps its LiteLLM route prefix (``openai/``); the reasoning
+    effort is lowered only where the caller set one, and never raised.
+    """
+    if not patch:
+        return None
+    kwargs = dict(kwargs)
+    if patch.model is not None:
+        prefix = kwargs["model"][: len(kwargs["model"]) - len(model)]
+        kwargs["model"] = prefix + patch.model
+    if patch.max_output_tokens is not None:
+        field = next((c for c in _CAPS if kwargs.get(c) is not None), "max_tokens")
+        kwargs[field] = patch.max_output_tokens
+    if patch.reasoning_effort is not None and kwargs.get("reasoning_effort") is not None:
+        kwargs["reasoning_effort"] = lower_effort(kwargs["reasoning_effort"], patch.reasoning_effort)
+    return kwargs
 
 
 def _error_of(kwargs: dict[str, Any]) -> BaseException:
@@ -277,7 +286,7 @@ def _seen_by_sdk_layer(guard: Breaker, kwargs: dict[str, Any]) -> bool:
     ``instrument()`` patches that too. Its Anthropic route speaks HTTP itself,
     so the plugin admits those.)
     """
-    if not getattr(guard, "_instrumented", False):
+    if not guard.instrumented:
         return False
     provider = kwargs.get("custom_llm_provider") or (kwargs.get("litellm_params") or {}).get("custom_llm_provider")
     return provider in ("openai", "azure") and not (kwargs.get("litellm_params") or {}).get("mock_response")

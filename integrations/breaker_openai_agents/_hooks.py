@@ -27,9 +27,9 @@ import threading
 import weakref
 from typing import Any
 
-from breaker import Breaker, Call, ConfigError, Ticket, Usage
-from breaker.estimate import estimate
-from breaker.providers._tools import args_fingerprint
+from breaker import Breaker, ConfigError, Usage
+from breaker.adapter import Call, Ticket
+from breaker.adapter import args_fingerprint, estimate
 
 try:
     from agents import Agent, RunContextWrapper, RunHooks
@@ -135,7 +135,7 @@ def _seen_by_sdk_layer(guard: Breaker, model: Any) -> bool:
     client = getattr(model, "_client", None)
     if client is not None and id(guard) in getattr(client, "__dict__", {}).get("_breaker_guards", ()):
         return True
-    if not getattr(guard, "_instrumented", False):
+    if not guard.instrumented:
         return False
     if model is None or isinstance(model, str):
         return not (isinstance(model, str) and model.startswith("litellm/"))

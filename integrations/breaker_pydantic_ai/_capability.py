@@ -2,10 +2,11 @@
 
 It wraps each model request step (``wrap_model_request``): admission before
 the handler runs (so a refused request is never sent), the ticket's patch
-applied to the request context (a cheaper model, a lower ``max_tokens``),
-and settlement from ``ModelResponse.usage`` after. The ticket is set as the
-call the context is inside while the handler runs, so an SDK layer below
-(``guard.instrument()``) counts the request once.
+applied to the request context (a cheaper model, a lower ``max_tokens``, a
+lower ``openai_reasoning_effort`` but never a higher one than the caller set),
+and settlement from ``ModelResponse.usage`` after. The handler runs inside
+``guard.sending(ticket)``, so an SDK layer below (``guard.instrument()``)
+counts the request once.
 
 It keeps no per-run state on the instance: the ticket lives in the
 ``wrap_model_request`` frame and the session in ``contextvars``.
@@ -16,9 +17,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Literal, Mapping
 
-from breaker import Breaker, Call, ConfigError, Ticket, Tripped, Usage
-from breaker.estimate import estimate
-from breaker.providers._tools import args_fingerprint
+from breaker import Breaker, ConfigError, Tripped, Usage
+from breaker.adapter import Call, Ticket
+from breaker.adapter import args_fingerprint, estimate, lower_effort
 
 try:
     from pydantic_ai.capabilities import AbstractCapability
@@ -79,14 +80,12 @@ class BreakerCapability(AbstractCapability[Any]):
                 raise
             raise SkipModelRequest(stop_response(trip)) from None
         request_context = self._patched(request_context, ticket)
-        token = guard._inflight.set(ticket)
-        try:
-            response = await handler(request_context)
-        except BaseException as exc:  # a cancellation bills the input bound (Breaker.settle)
-            await guard.settle_async(ticket, error=exc)
-            raise
-        finally:
-            guard._inflight.reset(token)
+        with guard.sending(ticket):
+            try:
+                response = await handler(request_context)
+            except BaseException as exc:  # a cancellation bills the input bound (Breaker.settle)
+                await guard.settle_async(ticket, error=exc)
+                raise
         await guard.settle_async(ticket, usage_from_pydantic_ai(response, ticket), tool_calls=_tool_calls(response))
         return response
 
@@ -98,8 +97,8 @@ class BreakerCapability(AbstractCapability[Any]):
             raise ConfigError(
                 f"{type(model).__name__} does not name a priced model; pass BreakerCapability(guard, model='gpt-4o')"
             )
-        provider = getattr(model, "system", None)
-        provider = _PROVIDERS.get(provider, provider)
+        vendor: str | None = getattr(model, "system", None)  # pydantic-ai's provider name
+        provider = _PROVIDERS.get(vendor, vendor) if vendor is not None else None
         params = rc.model_request_parameters
         tools = [*(params.function_tools or ()), *(getattr(params, "output_tools", None) or ())]
         system = to_jsonable_python(getattr(params, "instruction_parts", None) or [])
@@ -127,7 +126,8 @@ class BreakerCapability(AbstractCapability[Any]):
             if patch.max_output_tokens is not None:
                 settings["max_tokens"] = patch.max_output_tokens
             if patch.reasoning_effort is not None and "openai_reasoning_effort" in settings:
-                settings["openai_reasoning_effort"] = patch.reasoning_effort
+                current = settings["openai_reasoning_effort"]
+                settings["openai_reasoning_effort"] = lower_effort(current, patch.reasoning_effort)
             if settings != (rc.model_settings or {}):
                 changes["model_settings"] = settings
             return dataclasses.replace(rc, **changes) if changes else rc
@@ -189,8 +189,9 @@ def _plain_name(name: str | None) -> str | None:
 
 
 def _tool_calls(response: ModelResponse) -> tuple[tuple[str, str], ...]:
+    parts: list[Any] = list(response.parts)
     return tuple(
         (part.tool_name, args_fingerprint(part.args))
-        for part in response.parts
+        for part in parts
         if getattr(part, "part_kind", None) == "tool-call"
     )

@@ -7,7 +7,8 @@ import itertools
 import pytest
 
 import breaker
-from breaker import Breaker, Budget, BudgetExceeded, Call, Degrade, Event, LoopPolicy, Usage, alerts
+from breaker import Breaker, Budget, BudgetExceeded, Degrade, Event, LoopPolicy, Usage, alerts
+from breaker.adapter import Call
 from breaker.events import EVENT_KINDS
 from tests.conftest import Clock
 

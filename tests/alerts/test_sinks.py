@@ -6,7 +6,8 @@ import logging
 
 import pytest
 
-from breaker import Breaker, Budget, Call, ConfigError, Event, Usage, alerts
+from breaker import Breaker, Budget, ConfigError, Event, Usage, alerts
+from breaker.adapter import Call
 
 
 def spend(guard: Breaker, n: int = 1) -> None:

@@ -7,7 +7,8 @@ import threading
 
 import pytest
 
-from breaker import Breaker, Budget, Call, ConfigError, Event, Usage, alerts
+from breaker import Breaker, Budget, ConfigError, Event, Usage, alerts
+from breaker.adapter import Call
 from breaker.alerts.webhook import Webhook
 
 SECRET = "Bearer sk-live-HEADER-S3CRET"

@@ -11,7 +11,8 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from breaker import Breaker, Budget, Call, Degrade, Usage
+from breaker import Breaker, Budget, Degrade, Usage
+from breaker.adapter import Call
 
 DAY = 86_400
 

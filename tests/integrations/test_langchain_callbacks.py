@@ -63,9 +63,10 @@ def test_a_stream_is_cut_when_it_passes_its_reservation():
         assert len(model.sent) == 0 and s.calls == 0  # refused: the cap could not be lowered
         model.max_tokens = 150
         seen = 0
-        with pytest.raises(BudgetExceeded, match="was cut"):
+        with pytest.raises(BudgetExceeded, match="closed the stream") as cut:
             for _ in model.stream([HumanMessage("write")], config={"callbacks": [handler]}):
                 seen += 1
+        assert cut.value.reason == "stream_cut"  # the SDK layer's rule and reason code, not a copy
         assert seen <= 152 and s.calls == 1 and s.cost_usd <= 0.002
 
 

@@ -194,3 +194,31 @@ def test_a_model_that_reports_no_usage_is_charged_its_bound_not_zero():
 def test_bad_exit_behavior_is_a_config_error():
     with pytest.raises(breaker.ConfigError, match="'end'"):
         BreakerMiddleware(Breaker(alerts=[]), exit_behavior="stop")
+
+
+def test_a_degrade_lowers_the_reasoning_effort_but_never_raises_it():
+    from .lc_fake import ScriptedChat
+
+    class ReasoningChat(ScriptedChat):
+        reasoning_effort: str | None = None
+        efforts: list = []  # the effort of each call that reached the model (shared by the degraded copies)
+
+        def _reply(self, messages, kwargs):
+            self.efforts.append(self.reasoning_effort)
+            return super()._reply(messages, kwargs)
+
+    def finish_soon(n, messages):
+        return runaway(n, messages) if n < 3 else AIMessage("done", usage_metadata=usage(100, 10))
+
+    def efforts_sent(effort: str) -> list[str | None]:
+        guard = Breaker(budgets=[Budget(usd=1.0, degrade_at=0.0001)], degrade=Degrade(reasoning_effort="medium"),
+                        alerts=[])
+        model = ReasoningChat(model_name="o3-mini", script=finish_soon, sent=[], efforts=[], reasoning_effort=effort,
+                              max_tokens=1_000)
+        agent = create_agent(model, tools=[search], middleware=[BreakerMiddleware(guard)])
+        with guard.session(f"lc-effort-{effort}"):
+            agent.invoke(ask())
+        return model.efforts
+
+    assert efforts_sent("high") == ["high", "medium", "medium"]  # degraded from the second call on
+    assert efforts_sent("low") == ["low", "low", "low"]  # the caller asked for less than the degrade: kept

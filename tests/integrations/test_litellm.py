@@ -175,3 +175,21 @@ async def test_with_instrument_async_calls_are_counted_once_and_capped(fake, log
         guard.uninstrument()
     caps = [r.body.get("max_tokens") or r.body.get("max_completion_tokens") for r in fake.requests]
     assert all(0 < cap < 100_000 for cap in caps)  # the patch reached the posted request
+
+
+async def test_async_degrade_lowers_the_reasoning_effort_but_never_raises_it(fake, logger_for):
+    async def efforts_sent(effort: str) -> list[str | None]:
+        guard = Breaker(budgets=[Budget(usd=1.0, degrade_at=0.0001)], degrade=Degrade(reasoning_effort="medium"),
+                        alerts=[])
+        logger = logger_for(guard)
+        first = len(fake.requests)
+        async with guard.session(f"litellm-effort-{effort}"):
+            for n in range(3):
+                await litellm.acompletion(model="openai/o3-mini", api_base=fake.base_url, api_key="k",
+                                          messages=[{"role": "user", "content": f"q{n}"}], max_tokens=500,
+                                          reasoning_effort=effort)
+        assert await logger.wait_settled_async()
+        return [r.body.get("reasoning_effort") for r in fake.requests[first:]]
+
+    assert await efforts_sent("high") == ["high", "medium", "medium"]  # degraded from the second call on
+    assert await efforts_sent("low") == ["low", "low", "low"]  # the caller asked for less than the degrade: kept

@@ -164,3 +164,25 @@ async def test_a_streamed_run_is_admitted_and_settled_once():
     assert s.calls == 1 and s.tokens == usage.input_tokens + usage.output_tokens
     assert s.cost_usd == pytest.approx(genai_usd("gpt-4o", "openai", input_tokens=usage.input_tokens,
                                                  output_tokens=usage.output_tokens), abs=1e-9)
+
+
+async def test_a_degrade_lowers_the_reasoning_effort_but_never_raises_it():
+    async def efforts_sent(effort: str) -> list[str | None]:
+        sent: list[str | None] = []
+
+        def reply(messages, info: AgentInfo) -> ModelResponse:
+            sent.append((info.model_settings or {}).get("openai_reasoning_effort"))
+            if len(sent) >= 3:
+                return ModelResponse(parts=[TextPart("done")], usage=RequestUsage(input_tokens=50, output_tokens=5))
+            return runaway(len(sent), messages)
+
+        guard = Breaker(budgets=[Budget(usd=1.0, degrade_at=0.0001)], degrade=Degrade(reasoning_effort="medium"),
+                        alerts=[])
+        agent = make_agent(FunctionModel(reply, model_name="o3-mini"), guard)
+        async with guard.session(f"pai-effort-{effort}"):
+            result = await agent.run("go", model_settings={"openai_reasoning_effort": effort, "max_tokens": 1_000})
+        assert result.output == "done"
+        return sent
+
+    assert await efforts_sent("high") == ["high", "medium", "medium"]  # degraded from the second request on
+    assert await efforts_sent("low") == ["low", "low", "low"]  # the caller asked for less than the degrade: kept

@@ -32,7 +32,8 @@ def spend(kind: str, where: str, journal: str, limit_usd: float, threads: int, o
     Writes ``{"costs": [...], "refused": {...}}`` to ``out``: the nano-USD cost of every call
     this process settled, so the parent can check the ledger's total against them.
     """
-    from breaker import Breaker, BudgetExceeded, Budget, Call, Usage
+    from breaker import Breaker, BudgetExceeded, Budget, Usage
+    from breaker.adapter import Call
 
     guard = Breaker(budgets=[Budget(usd=limit_usd, per="global")], ledger=make_ledger(kind, where, journal),
                     alerts=[], loops=None, telemetry=False, reservation_wait=10)

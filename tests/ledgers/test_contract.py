@@ -212,7 +212,7 @@ def test_settling_an_expired_reservation_does_not_give_it_back_twice(persistent)
 
 
 def test_a_reservation_whose_answer_was_lost_is_given_back_by_id(persistent):
-    from breaker.ledgers.resilient import Hold
+    from breaker.ledgers.base import Hold
 
     c = Counter("global")
     g = persistent.reserve(one(limit=10_000), T0, hold_id="lost1")
@@ -242,7 +242,8 @@ def test_records_and_outcomes_round_trip(persistent):
 
 def test_the_engine_writes_call_records_and_outcomes(persistent):
     """What ``breaker report`` reads: one record per settled call, attributed, priced, plus outcomes."""
-    from breaker import Breaker, Budget, Call, Usage
+    from breaker import Breaker, Budget, Usage
+    from breaker.adapter import Call
 
     guard = Breaker(budgets=[Budget(usd=1.0)], ledger=persistent, alerts=[], loops=None, telemetry=False)
     with guard.session("t-1", feature="support", user="acme", tags={"team": "a"}) as s:
@@ -260,7 +261,8 @@ def test_the_engine_writes_call_records_and_outcomes(persistent):
 
 def test_the_engine_records_the_call_that_tripped(persistent):
     """``breaker report`` counts trips from the records: the refused call is kept, with nothing spent."""
-    from breaker import Breaker, Budget, BudgetExceeded, Call, LoopDetected, LoopPolicy, Usage
+    from breaker import Breaker, Budget, BudgetExceeded, LoopDetected, LoopPolicy, Usage
+    from breaker.adapter import Call
 
     guard = Breaker(budgets=[Budget(calls=1)], ledger=persistent, alerts=[], loops=LoopPolicy(max_identical=1),
                     telemetry=False)

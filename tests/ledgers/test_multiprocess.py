@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from breaker import Breaker, Budget, Call
+from breaker import Breaker, Budget
+from breaker.adapter import Call
 from breaker.ledgers.base import Counter
 from breaker.pricing import NANO
 from tests.ledgers import _workers

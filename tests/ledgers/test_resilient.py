@@ -7,10 +7,11 @@ import sqlite3
 
 import pytest
 
-from breaker import Breaker, BudgetExceeded, Budget, Call, LedgerError, Usage
-from breaker.ledgers.base import Counter
+from breaker import Breaker, BudgetExceeded, Budget, LedgerError, Usage
+from breaker.adapter import Call
+from breaker.ledgers.base import Counter, Hold, LedgerUnavailable
 from breaker.ledgers.redis import Redis
-from breaker.ledgers.resilient import Hold, LedgerUnavailable, Resilient
+from breaker.ledgers.resilient import Resilient
 from breaker.ledgers.sqlite import SQLite
 from breaker.pricing import NANO
 from tests.conftest import Clock
@@ -55,7 +56,7 @@ def test_closed_mode_refuses_journals_and_replays_once(server, tmp_path):
     assert len(ledger.journal) == 0
     assert round(guard.spent("global").usd * NANO) == sum(costs)
     assert ledger.replay() == 0  # nothing left to count twice
-    totals = ledger.read([Counter("global")], guard._clock())[0]
+    totals = ledger.read([Counter("global")], guard.clock())[0]
     assert totals.reserved == (0, 0, 0)  # the in-flight call's reservation was given back by the replay
 
 

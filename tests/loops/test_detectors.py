@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from breaker import Breaker, Budget, BudgetExceeded, Call, ConfigError, Degrade, LoopDetected, LoopPolicy, Usage
+from breaker import Breaker, Budget, BudgetExceeded, ConfigError, Degrade, LoopDetected, LoopPolicy, Usage
+from breaker.adapter import Call
 from breaker.loops import (
     ContextGrowth,
     Detection,
@@ -324,7 +325,7 @@ def test_memory_per_session_is_bounded():
         for i in range(3_000):
             ok(guard, call(f"fp-{i}"), tools=((f"tool-{i}", "x"),))
             clock.advance(1)
-        state = s._state.loops
+        state = s.state.loops
         sizes = [len(m) for m in state._memory.values()]
         assert sizes and max(sizes) <= 257
 
@@ -336,14 +337,14 @@ def test_a_retry_of_a_settled_failure_is_not_counted_twice():
     with guard.session("s") as s:
         err = TimeoutError("x")
         fail(guard, error=err)
-        policy.retried(s._state.loops, err, clock())  # the same failure, reported again by tenacity
+        policy.retried(s.state.loops, err, clock())  # the same failure, reported again by tenacity
         try:
             raise ValueError("bad json from the model") from err
         except ValueError as wrapped:
-            policy.retried(s._state.loops, wrapped, clock())  # wraps it: still the same failure
+            policy.retried(s.state.loops, wrapped, clock())  # wraps it: still the same failure
         clock.advance(5)
         ok(guard)  # one failure so far: allowed
-        policy.retried(s._state.loops, KeyError("agent's own"), clock())  # a new failure
+        policy.retried(s.state.loops, KeyError("agent's own"), clock())  # a new failure
         clock.advance(5)
         with pytest.raises(LoopDetected):
             guard.admit(call())

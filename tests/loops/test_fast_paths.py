@@ -8,7 +8,7 @@ timestamp. These tests pin the edges of those shortcuts.
 
 from __future__ import annotations
 
-from breaker.call import Call, Outcome
+from breaker.adapter import Call, Outcome
 from breaker.loops import ErrorStorm, IdenticalRequests, LoopPolicy, NoBackoff, ToolThrash
 
 OFF = dict(max_identical=None, max_errors=None, max_tool_repeats=None, max_hot_retries=None,

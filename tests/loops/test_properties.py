@@ -5,7 +5,8 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from breaker import Breaker, Call, LoopPolicy, Usage
+from breaker import Breaker, LoopPolicy, Usage
+from breaker.adapter import Call
 from tests.conftest import Clock
 
 OFF = dict(max_identical=None, max_errors=None, max_tool_repeats=None, max_hot_retries=None,

@@ -9,7 +9,8 @@ import tenacity
 from tenacity import AsyncRetrying, RetryError, Retrying, retry_if_not_exception_type, stop_after_attempt, wait_fixed
 
 import breaker
-from breaker import Breaker, Budget, BudgetExceeded, Call, LoopDetected, LoopPolicy, SessionKilled, Tripped, Usage
+from breaker import Breaker, Budget, BudgetExceeded, LoopDetected, LoopPolicy, SessionKilled, Tripped, Usage
+from breaker.adapter import Call
 from breaker.retry import StopWhenTripped, before_sleep, retry_unless_tripped, stop_when_tripped, tripped_in
 from tests.conftest import Clock
 
@@ -64,7 +65,7 @@ def test_the_predicate_retries_exceptions_but_lets_the_trip_through():
 
 
 def test_retry_if_not_exception_type_retries_a_trip_the_sticky_trip_keeps_it_free():
-    # FACTS: custom predicates retry a BaseException. The trip is sticky, so the
+    # tenacity: custom predicates retry a BaseException. The trip is sticky, so the
     # refused attempts send nothing; tenacity ends with a RetryError (an Exception).
     guard, _ = guard_with(max_hot_retries=3)
     agent = Agent(guard)

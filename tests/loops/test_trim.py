@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from breaker.degrade import thinking_budget_for, trim_messages
+from breaker.providers.effort import thinking_budget_for
+from breaker.providers.trim import trim_messages
 
 
 # ----------------------------------------------------------------- OpenAI chat

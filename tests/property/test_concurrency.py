@@ -9,7 +9,8 @@ import threading
 from hypothesis import given
 from hypothesis import strategies as st
 
-from breaker import Breaker, Budget, Call, Tripped, Usage
+from breaker import Breaker, Budget, Tripped, Usage
+from breaker.adapter import Call
 
 THREADS = 32
 
@@ -60,5 +61,5 @@ def test_settled_spend_never_passes_a_kill_limit(make_ledger, plans, limit_usd):
     spent = guard.spent("global")
     assert spent.usd <= limit_usd
     assert round(spent.usd * 1e9) == sum(costs)
-    totals = ledger.read([guard._plan(guard.current_session()).counters[-1]], guard._clock())[0]
+    totals = ledger.read([guard._plans.of(guard.current_session()).counters[-1]], guard.clock())[0]
     assert totals.reserved == (0, 0, 0)

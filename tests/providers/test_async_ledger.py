@@ -88,7 +88,7 @@ async def test_a_cancelled_admission_gives_its_reservation_back(store, fake):
     client = guard.wrap(fake.async_openai(max_retries=0))
 
     def reserved() -> tuple[int, int, int]:
-        return guard.ledger.read([Counter("global")], guard._clock())[0].reserved
+        return guard.ledger.read([Counter("global")], guard.clock())[0].reserved
 
     async with guard.session("cancelled"):
         holder.execute("BEGIN IMMEDIATE")  # the admission waits for the store in a worker thread...

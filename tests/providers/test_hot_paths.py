@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from breaker import Usage, UsageError
-from breaker.call import Call
+from breaker.adapter import Call
 from breaker.estimate import MESSAGE_OVERHEAD, REQUEST_OVERHEAD, Estimator, measure
 from breaker.providers import anthropic as anthropic_shape
 from breaker.providers import openai as openai_shape

@@ -10,8 +10,9 @@ import openai.resources.chat.completions.completions as chat_mod
 import openai.resources.responses.responses as resp_mod
 import pytest
 
-from breaker import Breaker, Call, ConfigError
-from breaker.providers import TARGETS
+from breaker import Breaker, ConfigError
+from breaker.adapter import Call
+from breaker.providers.patching import TARGETS
 from tests.providers.conftest import ANTHROPIC_MODEL, OPENAI_MODEL, messages
 
 MODULES = {m.__name__: m for m in (chat_mod, resp_mod, anth_mod, beta_mod, openai_http, anth_http)}
@@ -95,11 +96,8 @@ def test_an_outer_layer_admits_and_the_sdk_patch_passes_through(guard, fake):
     client = fake.openai(max_retries=0)
     with guard.session("outer") as s:
         ticket = guard.admit(Call(OPENAI_MODEL, "openai", input_tokens=100, max_output_tokens=50, fingerprint=1))
-        token = guard._inflight.set(ticket)
-        try:
+        with guard.sending(ticket):
             client.chat.completions.create(model=OPENAI_MODEL, messages=messages("outer"))
-        finally:
-            guard._inflight.reset(token)
         from breaker import Usage
 
         guard.settle(ticket, Usage(10, 3))
@@ -143,7 +141,7 @@ def test_wrap_and_instrument_together_count_a_call_once(guard, fake):
 
 
 def test_an_sdk_that_is_not_installed_is_skipped(make_guard, fake, monkeypatch):
-    import breaker.providers as providers
+    import breaker.providers.patching as providers
 
     missing = ("no_such_llm_sdk.resources", "Messages", "create", "messages", "call")
     monkeypatch.setattr(providers, "TARGETS", providers.TARGETS + (missing,))

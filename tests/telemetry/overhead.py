@@ -17,7 +17,8 @@ import sys
 import time
 import timeit
 
-from breaker import Breaker, Budget, Call, Usage
+from breaker import Breaker, Budget, Usage
+from breaker.adapter import Call
 from breaker.telemetry import NoTelemetry, OTel
 
 N = 20_000

@@ -16,7 +16,8 @@ SCRIPT = textwrap.dedent(
     """
     import sys, time
     import breaker
-    from breaker import Breaker, Call, Usage
+    from breaker import Breaker, Usage
+    from breaker.adapter import Call
 
     guard = Breaker(alerts=[])                      # telemetry=True: OTel span mode
     assert type(guard.telemetry).__name__ == "OTel"

@@ -11,7 +11,8 @@ from opentelemetry.sdk.trace import SpanProcessor
 from opentelemetry.trace import SpanKind, StatusCode
 
 import breaker
-from breaker import Breaker, Budget, BudgetExceeded, Call, ConfigError, Degrade, LoopDetected, LoopPolicy, Usage
+from breaker import Breaker, Budget, BudgetExceeded, ConfigError, Degrade, LoopDetected, LoopPolicy, Usage
+from breaker.adapter import Call
 from breaker import semconv as sc
 from breaker.telemetry import NoTelemetry, OTel, make_telemetry
 

@@ -13,7 +13,6 @@ from breaker import (
     Breaker,
     Budget,
     BudgetExceeded,
-    Call,
     ConfigError,
     Degrade,
     LoopDetected,
@@ -22,6 +21,7 @@ from breaker import (
     Tripped,
     Usage,
 )
+from breaker.adapter import Call
 from breaker.ledgers import Memory
 from tests.conftest import Clock
 

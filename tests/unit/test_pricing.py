@@ -7,7 +7,8 @@ import pytest
 from genai_prices import Usage as GUsage
 from genai_prices import calc_price
 
-from breaker import Breaker, Call, ConfigError, UnknownPrice, Usage
+from breaker import Breaker, ConfigError, UnknownPrice, Usage
+from breaker.adapter import Call
 from breaker.pricing import PriceBook
 from tests.conftest import genai_nano
 

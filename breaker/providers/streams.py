@@ -33,14 +33,13 @@ from typing import TYPE_CHECKING, Any
 
 import wrapt
 
-from ..errors import BudgetExceeded, UsageError
+from ..adapter import UnreadableUsage, args_fingerprint, stream_overrun, usage_error
 from ..usage import Usage
 
 if TYPE_CHECKING:
-    from ..call import Ticket
-    from ..engine import Breaker
+    from ..adapter import Guard, Ticket
 
-__all__ = ["AsyncGuardedStream", "GuardedStream", "Meter", "guard_raw_stream_response"]
+__all__ = ["AsyncGuardedStream", "GuardedStream", "Meter", "RawStreamResponse"]
 
 log = logging.getLogger("breaker")
 
@@ -81,8 +80,6 @@ class Meter:
             entry[1].append(arguments)
 
     def tool_calls(self) -> tuple[tuple[str, str], ...]:
-        from ._tools import args_fingerprint
-
         return tuple((name, args_fingerprint("".join(parts))) for name, parts in self._tools.values())
 
     @property
@@ -98,28 +95,40 @@ class Meter:
         return Usage(input_tokens=ticket.call.input_tokens, output_tokens=output, tool_calls=len(self._tools))
 
 
-def _cut_error(ticket: Ticket, seen: int) -> BudgetExceeded:
-    session = ticket.session
-    return BudgetExceeded(
-        f"The streamed answer from {ticket.model} passed the {ticket.output_budget:,} output tokens its "
-        f"budget reservation paid for ({seen:,} arrived; the provider did not honour the lowered output cap), "
-        f"so breaker closed the stream. What arrived was billed.",
-        scope="session", key=session.id, reason="stream_cut", metric="tokens",
-        spent=float(seen), limit=float(ticket.output_budget), session=session.id, sticky=False,
-    )
+class _Metered:
+    """One stream's bookkeeping, shared by the sync and async proxies (kept off the proxy for speed).
 
-
-class _Guard:
-    """The bookkeeping shared by the sync and async proxies (kept off the proxy for speed)."""
+    ``take`` is the pure part of reading an event; ``finish`` / ``finish_async``
+    only add the settlement's I/O.
+    """
 
     __slots__ = ("guard", "ticket", "meter", "done", "reading")
 
-    def __init__(self, guard: Breaker, ticket: Ticket, meter: Meter) -> None:
+    def __init__(self, guard: Guard, ticket: Ticket, meter: Meter) -> None:
         self.guard = guard
         self.ticket = ticket
         self.meter = meter
         self.done = False
         self.reading = False  # inside the SDK's __next__: its own closing is followed by an end or an error
+
+    def take(self, event: Any) -> tuple[bool, BaseException | None, Exception | None]:
+        """Feed one event: ``(show it, the error that ends the stream, the error settle records)``.
+
+        Usage the provider sent that cannot be read bills the reserved worst case
+        (no spend lost) and ends the stream with a ``UsageError`` that says so; an
+        answer past the reservation ends it with the stream cut (``stream_overrun``).
+        """
+        meter = self.meter
+        try:
+            show = meter.feed(event)
+        except Exception as exc:
+            meter.usage = self.ticket.worst_case_usage()
+            if isinstance(exc, UnreadableUsage):
+                return False, exc, exc
+            error = usage_error("A stream carried usage breaker cannot read", f"{type(exc).__name__}: {exc}")
+            error.__cause__ = exc
+            return False, error, error
+        return show, stream_overrun(self.ticket, meter.seen_output), None
 
     def closed(self) -> None:
         if not self.reading:
@@ -139,50 +148,35 @@ class _Guard:
 
     def finish(self, error: BaseException | None = None) -> None:
         settlement = self._closing(error)
-        if settlement is None:
-            return
-        usage, tool_calls, report = settlement
-        try:
-            self.guard.settle(self.ticket, usage, tool_calls=tool_calls, error=report)
-        except Exception:  # settling must never replace the caller's own exception
-            log.exception("breaker could not settle a stream")
-            if error is None:
-                raise
+        if settlement is not None:
+            try:
+                self.guard.settle(self.ticket, settlement[0], tool_calls=settlement[1], error=settlement[2])
+            except Exception:  # settling must never replace the caller's own exception
+                log.exception("breaker could not settle a stream")
+                if error is None:
+                    raise
 
     async def finish_async(self, error: BaseException | None = None) -> None:
         """``finish`` from an async stream: a SQLite or Redis ledger is waited for off the event loop."""
         settlement = self._closing(error)
-        if settlement is None:
-            return
-        usage, tool_calls, report = settlement
-        try:
-            await self.guard.settle_async(self.ticket, usage, tool_calls=tool_calls, error=report)
-        except Exception:  # as in finish
-            log.exception("breaker could not settle a stream")
-            if error is None:
-                raise
+        if settlement is not None:
+            try:
+                await self.guard.settle_async(self.ticket, settlement[0], tool_calls=settlement[1], error=settlement[2])
+            except Exception:  # as in finish
+                log.exception("breaker could not settle a stream")
+                if error is None:
+                    raise
 
-    def bad_usage(self, exc: Exception) -> Exception:
-        """The provider sent usage that cannot be read mid-stream: bill the worst case, explain."""
-        from ._pipeline import usage_error
-
-        ticket = self.ticket
-        self.meter.usage = ticket.worst_case_usage()
-        error = exc if isinstance(exc, UsageError) and "worst case" in str(exc) else usage_error(
-            "A stream carried usage breaker cannot read", f"{type(exc).__name__}: {exc}"
-        )
-        self.finish(error)
-        return error
-
-    def check(self) -> BudgetExceeded | None:
-        seen = self.meter.seen_output
-        self.ticket.streamed_output = seen
-        if seen > self.ticket.output_budget:
-            return _cut_error(self.ticket, seen)
-        return None
+    def abandoned(self) -> None:
+        """From a finalizer: settle what arrived, never raise."""
+        if not self.done:
+            try:
+                self.finish()
+            except Exception:  # pragma: no cover - never raise from a finalizer
+                pass
 
 
-def _on_response_close(stream: Any, g: _Guard, name: str) -> None:
+def _on_response_close(stream: Any, g: _Metered, name: str) -> None:
     """Settle when the HTTP response is closed by anyone.
 
     The SDKs' stream helpers (``chat.completions.stream()``, ``responses.stream()``)
@@ -221,9 +215,9 @@ def _on_response_close(stream: Any, g: _Guard, name: str) -> None:
 class GuardedStream(wrapt.ObjectProxy):  # type: ignore[misc]
     """A sync SDK stream, metered and settled exactly once."""
 
-    def __init__(self, wrapped: Any, guard: Breaker, ticket: Ticket, meter: Meter) -> None:
+    def __init__(self, wrapped: Any, guard: Guard, ticket: Ticket, meter: Meter) -> None:
         super().__init__(wrapped)
-        self._self_g = _Guard(guard, ticket, meter)
+        self._self_g = _Metered(guard, ticket, meter)
         _on_response_close(wrapped, self._self_g, "close")
 
     def __iter__(self) -> GuardedStream:
@@ -231,34 +225,20 @@ class GuardedStream(wrapt.ObjectProxy):  # type: ignore[misc]
 
     def __next__(self) -> Any:
         g = self._self_g
-        feed = g.meter.feed
         while True:
             g.reading = True
             try:
                 event = self.__wrapped__.__next__()
-            except StopIteration:
-                g.finish()
-                raise
             except BaseException as exc:
-                g.finish(exc)
+                g.finish(None if isinstance(exc, StopIteration) else exc)
                 raise
             finally:
                 g.reading = False
-            try:
-                show = feed(event)
-            except Exception as exc:
-                error = g.bad_usage(exc)
+            show, end, report = g.take(event)
+            if end is not None:
+                g.finish(report)
                 self.__wrapped__.close()
-                if error is exc:
-                    raise
-                raise error from exc
-            cut = g.check()
-            if cut is not None:
-                try:
-                    self.__wrapped__.close()
-                finally:
-                    g.finish()
-                raise cut
+                raise end
             if show:
                 return event
 
@@ -276,19 +256,16 @@ class GuardedStream(wrapt.ObjectProxy):  # type: ignore[misc]
 
     def __del__(self) -> None:
         g = getattr(self, "_self_g", None)
-        if g is not None and not g.done:
-            try:
-                g.finish()
-            except Exception:  # pragma: no cover - never raise from a finalizer
-                pass
+        if g is not None:
+            g.abandoned()
 
 
 class AsyncGuardedStream(wrapt.ObjectProxy):  # type: ignore[misc]
     """An async SDK stream, metered and settled exactly once."""
 
-    def __init__(self, wrapped: Any, guard: Breaker, ticket: Ticket, meter: Meter) -> None:
+    def __init__(self, wrapped: Any, guard: Guard, ticket: Ticket, meter: Meter) -> None:
         super().__init__(wrapped)
-        self._self_g = _Guard(guard, ticket, meter)
+        self._self_g = _Metered(guard, ticket, meter)
         _on_response_close(wrapped, self._self_g, "aclose")
 
     def __aiter__(self) -> AsyncGuardedStream:
@@ -296,34 +273,20 @@ class AsyncGuardedStream(wrapt.ObjectProxy):  # type: ignore[misc]
 
     async def __anext__(self) -> Any:
         g = self._self_g
-        feed = g.meter.feed
         while True:
             g.reading = True
             try:
                 event = await self.__wrapped__.__anext__()
-            except StopAsyncIteration:
-                await g.finish_async()
-                raise
             except BaseException as exc:
-                await g.finish_async(exc)
+                await g.finish_async(None if isinstance(exc, StopAsyncIteration) else exc)
                 raise
             finally:
                 g.reading = False
-            try:
-                show = feed(event)
-            except Exception as exc:
-                error = g.bad_usage(exc)
+            show, end, report = g.take(event)
+            if end is not None:
+                await g.finish_async(report)
                 await self.__wrapped__.close()
-                if error is exc:
-                    raise
-                raise error from exc
-            cut = g.check()
-            if cut is not None:
-                try:
-                    await self.__wrapped__.close()
-                finally:
-                    await g.finish_async()
-                raise cut
+                raise end
             if show:
                 return event
 
@@ -341,17 +304,14 @@ class AsyncGuardedStream(wrapt.ObjectProxy):  # type: ignore[misc]
 
     def __del__(self) -> None:
         g = getattr(self, "_self_g", None)
-        if g is not None and not g.done:
-            try:
-                g.finish()
-            except Exception:  # pragma: no cover
-                pass
+        if g is not None:
+            g.abandoned()
 
 
-class _RawStreamResponse(wrapt.ObjectProxy):  # type: ignore[misc]
+class RawStreamResponse(wrapt.ObjectProxy):  # type: ignore[misc]
     """``with_raw_response.create(stream=True)``: ``parse()`` returns the metered stream."""
 
-    def __init__(self, wrapped: Any, guard: Breaker, ticket: Ticket, meter: Meter) -> None:
+    def __init__(self, wrapped: Any, guard: Guard, ticket: Ticket, meter: Meter) -> None:
         super().__init__(wrapped)
         self._self_args = (guard, ticket, meter)
         self._self_stream: Any = None
@@ -365,12 +325,4 @@ class _RawStreamResponse(wrapt.ObjectProxy):  # type: ignore[misc]
 
     def __del__(self) -> None:
         if self._self_stream is None:  # never parsed: the request was still sent
-            guard, ticket, meter = self._self_args
-            try:
-                _Guard(guard, ticket, meter).finish()
-            except Exception:  # pragma: no cover
-                pass
-
-
-def guard_raw_stream_response(result: Any, guard: Breaker, ticket: Ticket, meter: Meter) -> Any:
-    return _RawStreamResponse(result, guard, ticket, meter)
+            _Metered(*self._self_args).abandoned()

@@ -13,26 +13,26 @@ from __future__ import annotations
 import functools
 import inspect
 import threading
-import time
 import uuid
-from typing import TYPE_CHECKING, Any, Callable, TypeVar
+from contextvars import ContextVar
+from typing import Any, Callable, Literal, Protocol, TypeVar
 
 from .errors import SessionKilled, Tripped
 
-if TYPE_CHECKING:
-    from .engine import Breaker, _Plan
-
-__all__ = ["Session", "SessionScope"]
+__all__ = ["Session", "SessionHost", "SessionScope", "State", "new_session_id"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-class _State:
-    """In-process state of one session id, shared by every ``with`` block using it."""
+class State:
+    """In-process state of one session id, shared by every ``with`` block using it.
+
+    ``touched`` is stamped with the guard's clock by the session registry.
+    """
 
     __slots__ = ("id", "lock", "loops", "tripped", "unpriced", "degrade_hint", "loop_degrade", "open", "touched", "outcomes")
 
-    def __init__(self, session_id: str, loops: Any) -> None:
+    def __init__(self, session_id: str, loops: Any, now: float) -> None:
         self.id = session_id
         self.lock = threading.Lock()
         self.loops = loops
@@ -41,8 +41,25 @@ class _State:
         self.degrade_hint = False
         self.loop_degrade = False
         self.open = 0
-        self.touched = time.time()
+        self.touched = now
         self.outcomes: list[str] = []
+
+
+class SessionHost(Protocol):
+    """What sessions need from the engine (its session registry implements it)."""
+
+    current: ContextVar[Session | None]
+
+    def open(self, session_id: str | None, feature: str | None, user: str | None,
+             tags: dict[str, str] | None) -> Session: ...
+
+    def close(self, session: Session, exc: BaseException | None) -> None: ...
+
+    def totals(self, session: Session) -> tuple[int, int, int]: ...
+
+    def remaining_usd(self, session: Session) -> float | None: ...
+
+    def add_outcome(self, session: Session, name: str) -> None: ...
 
 
 class Session:
@@ -52,18 +69,18 @@ class Session:
     shared ledger they include other processes' calls in the same session).
     """
 
-    __slots__ = ("id", "feature", "user", "tags", "parent", "ancestors", "_guard", "_state", "_plan", "__weakref__")
+    __slots__ = ("id", "feature", "user", "tags", "parent", "ancestors", "host", "state", "plan", "__weakref__")
 
     def __init__(
         self,
-        guard: Breaker,
+        host: SessionHost,
         session_id: str,
         *,
         feature: str | None,
         user: str | None,
         tags: dict[str, str],
         parent: Session | None,
-        state: _State,
+        state: State,
     ) -> None:
         self.id = session_id
         self.feature = feature
@@ -71,9 +88,11 @@ class Session:
         self.tags = tags
         self.parent = parent
         self.ancestors: tuple[Session, ...] = (parent, *parent.ancestors) if parent is not None else ()
-        self._guard = guard
-        self._state = state
-        self._plan: _Plan | None = None
+        self.host = host  # the engine's session registry: figures come from the ledger through it
+        self.state = state
+        # The engine's ``Plan`` (its budgets' counters for this session), made on first use.
+        # Typed loosely: sessions sit below the engine and do not import it.
+        self.plan: Any = None
 
     def __repr__(self) -> str:
         return f"Session({self.id!r}, feature={self.feature!r}, user={self.user!r}, cost_usd={self.cost_usd:.6f})"
@@ -86,39 +105,39 @@ class Session:
     @property
     def cost_usd(self) -> float:
         """USD settled in this session (priced calls only)."""
-        return self._guard._session_totals(self)[0] / 1_000_000_000
+        return self.host.totals(self)[0] / 1_000_000_000
 
     @property
     def tokens(self) -> int:
         """Input plus output tokens settled in this session."""
-        return self._guard._session_totals(self)[1]
+        return self.host.totals(self)[1]
 
     @property
     def calls(self) -> int:
         """Requests sent in this session, failed ones included."""
-        return self._guard._session_totals(self)[2]
+        return self.host.totals(self)[2]
 
     @property
     def unpriced_calls(self) -> int:
         """Calls whose model had no price (only with ``unknown_price="warn"``)."""
-        return self._state.unpriced
+        return self.state.unpriced
 
     @property
     def remaining_usd(self) -> float | None:
         """What the tightest USD budget that applies can still pay for (``None``: no USD budget)."""
-        return self._guard._remaining_usd(self)
+        return self.host.remaining_usd(self)
 
     @property
     def tripped(self) -> Tripped | None:
         """The trip that stopped this session, if any."""
-        return self._state.tripped
+        return self.state.tripped
 
     def outcome(self, name: str) -> None:
         """Record an outcome (``"resolved"``, ``"escalated"``…) for cost-per-outcome reports."""
         if not isinstance(name, str) or not name:
             raise ValueError("Session.outcome(name) needs a non-empty string, e.g. 'resolved'")
-        self._state.outcomes.append(name)
-        self._guard._add_outcome(self, name)
+        self.state.outcomes.append(name)
+        self.host.add_outcome(self, name)
 
 
 class SessionScope:
@@ -126,13 +145,13 @@ class SessionScope:
 
     def __init__(
         self,
-        guard: Breaker,
+        host: SessionHost,
         session_id: str | None,
         feature: str | None,
         user: str | None,
         tags: dict[str, str] | None,
     ) -> None:
-        self._guard = guard
+        self._host = host
         self._id = session_id
         self._feature = feature
         self._user = user
@@ -141,16 +160,16 @@ class SessionScope:
 
     # -- context manager ------------------------------------------------
     def __enter__(self) -> Session:
-        session = self._guard._open_session(self._id, self._feature, self._user, self._tags)
-        token = self._guard._current.set(session)
+        session = self._host.open(self._id, self._feature, self._user, self._tags)
+        token = self._host.current.set(session)
         self._tokens.append((session, token))
         return session
 
-    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> Literal[False]:
         session, token = self._tokens.pop()
-        self._guard._current.reset(token)
+        self._host.current.reset(token)
         trip = _find_trip(exc)
-        self._guard._close_session(session, trip or exc)
+        self._host.close(session, trip or exc)
         if trip is not None and _owns(session, trip):
             raise SessionKilled(trip) from exc
         # A trip that was caught inside (a plugin's graceful stop, agent code
@@ -161,25 +180,25 @@ class SessionScope:
     async def __aenter__(self) -> Session:
         return self.__enter__()
 
-    async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
+    async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> Literal[False]:
         return self.__exit__(exc_type, exc, tb)
 
     # -- decorator --------------------------------------------------------
     def __call__(self, fn: F) -> F:
-        guard, sid, feature, user, tags = self._guard, self._id, self._feature, self._user, self._tags
+        host, sid, feature, user, tags = self._host, self._id, self._feature, self._user, self._tags
 
         if inspect.iscoroutinefunction(fn):
 
             @functools.wraps(fn)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                async with SessionScope(guard, sid, feature, user, tags):
+                async with SessionScope(host, sid, feature, user, tags):
                     return await fn(*args, **kwargs)
 
             return async_wrapper  # type: ignore[return-value]
 
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            with SessionScope(guard, sid, feature, user, tags):
+            with SessionScope(host, sid, feature, user, tags):
                 return fn(*args, **kwargs)
 
         return wrapper  # type: ignore[return-value]

@@ -1,0 +1,225 @@
+"""The seam every provider adapter and framework plugin is written against.
+
+One call's life (``docs/architecture.md``): the adapter describes the request
+as a ``Call`` (no prompt text: bounds and a content-free fingerprint);
+``guard.admit(call)`` answers a ``Ticket`` (the reservation, and the ``Patch``
+the adapter must apply before sending) or refuses; the adapter sends inside
+``with guard.sending(ticket):`` so that any layer below counts the call once;
+it reads the provider's usage and hands the ticket back to ``guard.settle``
+exactly once. Loop detectors see each sent call's ``Outcome``.
+
+Providers (``breaker/providers``) and plugins (``integrations/``) use only the
+names here and the user API: ``Guard`` is what they may call on the engine;
+the input-bound and fingerprint helpers are the ones the SDK layer uses, so a
+plugin reserves exactly what the SDK layer would for the same request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Protocol
+
+from .errors import BudgetExceeded, UsageError
+from .estimate import ESTIMATOR, args_fingerprint, estimate, measure
+from .providers.effort import EFFORTS, lower_effort
+from .usage import Usage
+
+if TYPE_CHECKING:
+    from .ledgers.base import Counter, Limit
+    from .pricing import Price
+    from .session import Session
+
+__all__ = [
+    "EFFORTS",
+    "ESTIMATOR",
+    "Call",
+    "Guard",
+    "Outcome",
+    "Patch",
+    "Ticket",
+    "UnreadableUsage",
+    "args_fingerprint",
+    "estimate",
+    "lower_effort",
+    "measure",
+    "stream_overrun",
+    "usage_error",
+]
+
+
+@dataclass(slots=True)
+class Call:
+    """One model request, described without its content.
+
+    Attributes:
+        model: the model name as the request gives it.
+        provider: ``"openai"``, ``"anthropic"``, … (helps price lookup).
+        input_tokens: an upper bound on the request's input tokens.
+        max_output_tokens: the output cap the request carries, ``None`` if none.
+        fingerprint: a content-free hash of model + messages + tools, for
+            identical-call detection; ``None`` when unknown.
+        tools: names of the tools offered to the model.
+        operation: the GenAI operation name (``"chat"``, ``"responses"``…).
+        stream: whether the response is streamed.
+        messages: how many messages the request carries.
+        attrs: anything else an adapter wants to pass to detectors or telemetry.
+        trimmed_input: ``trimmed_input(n)`` is the input bound of the same
+            request cut to its last ``n`` messages (the way ``Degrade(keep_last_messages=n)``
+            cuts it), so a degraded call reserves what it will really send.
+            When the engine uses it, it sets ``input_tokens`` to that bound.
+    """
+
+    model: str
+    provider: str | None = None
+    input_tokens: int = 0
+    max_output_tokens: int | None = None
+    fingerprint: int | str | None = None
+    tools: tuple[str, ...] = ()
+    operation: str = "chat"
+    stream: bool = False
+    messages: int = 0
+    attrs: dict[str, Any] = field(default_factory=dict)
+    trimmed_input: Callable[[int], int] | None = None
+
+
+@dataclass(slots=True)
+class Patch:
+    """What an adapter changes in the request before sending it.
+
+    ``None`` means "leave it as the caller wrote it".
+    """
+
+    model: str | None = None
+    max_output_tokens: int | None = None
+    reasoning_effort: str | None = None
+    keep_last_messages: int | None = None
+    hook: Callable[[Any], Any] | None = None
+
+    def __bool__(self) -> bool:
+        return any(
+            v is not None
+            for v in (self.model, self.max_output_tokens, self.reasoning_effort, self.keep_last_messages, self.hook)
+        )
+
+
+@dataclass(slots=True, eq=False)
+class Ticket:
+    """An admitted call: its reservation and the patch to apply.
+
+    Adapters read ``patch`` (and ``model``, the model actually used) and hand
+    the ticket back to ``Breaker.settle`` exactly once.
+    """
+
+    call: Call
+    session: Session
+    model: str
+    price: Price | None
+    patch: Patch
+    degraded: bool
+    counters: tuple[Counter, ...]
+    limits: tuple[Limit, ...]
+    output_budget: int  # output tokens the reservation pays for
+    reservation: Any
+    started: float
+    span: Any = None
+    settled: bool = False
+    streamed_output: int = 0
+
+    @property
+    def reserved(self) -> tuple[int, int, int]:
+        """``(nano-USD, tokens, calls)`` the reservation holds: the worst case of
+        the call's input bound with ``output_budget`` output tokens (derived
+        on demand rather than stored: nothing on the hot path reads it)."""
+        call = self.call
+        usd = 0
+        if self.price is not None:
+            fixed, per = self.price.worst_case(call.input_tokens)
+            usd = fixed + per * self.output_budget
+        return (usd, call.input_tokens + self.output_budget, 1)
+
+    def worst_case_usage(self) -> Usage:
+        """The usage the reservation paid for: the input bound and every granted output token.
+
+        Billed when a provider's usage cannot be read, so such a call is never recorded as $0.
+        """
+        return Usage(input_tokens=self.call.input_tokens, output_tokens=self.output_budget)
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What happened to a sent call, as loop detectors see it.
+
+    ``tool_calls`` holds ``(name, arguments_fingerprint)`` pairs the model
+    asked for; no argument text.
+    """
+
+    ok: bool
+    usage: Any = None
+    cost_nano: int | None = None
+    tool_calls: tuple[tuple[str, str], ...] = ()
+    error: BaseException | None = None
+
+
+class Guard(Protocol):
+    """What an adapter or plugin may call on the engine (``breaker.Breaker`` implements it)."""
+
+    input_estimate: str  # "strict" (an upper bound) or "loose": pass ``strict=`` to ``estimate`` accordingly
+
+    @property
+    def instrumented(self) -> bool:
+        """Whether the SDK layer is patched below this plugin (it then caps and counts the call)."""
+
+    def admit(self, call: Call, session: Session | None = None) -> Ticket: ...
+
+    async def admit_async(self, call: Call, session: Session | None = None) -> Ticket: ...
+
+    def settle(self, ticket: Ticket, usage: Usage | None = None, *, error: BaseException | None = None,
+               tool_calls: Sequence[tuple[str, str]] = (), sent: bool = True) -> int | None: ...
+
+    async def settle_async(self, ticket: Ticket, usage: Usage | None = None, *, error: BaseException | None = None,
+                           tool_calls: Sequence[tuple[str, str]] = (), sent: bool = True) -> int | None: ...
+
+    def release(self, ticket: Ticket) -> None: ...
+
+    def sending(self, ticket: Ticket) -> AbstractContextManager[Ticket]: ...
+
+    def inflight(self) -> Ticket | None: ...
+
+    def require_unpatched(self, ticket: Ticket, *, layer: str, model_fix: str, cap_fix: str) -> None: ...
+
+    def current_session(self) -> Session: ...
+
+
+class UnreadableUsage(UsageError):
+    """A response's usage could not be read; the call was billed at its reserved worst case."""
+
+
+def usage_error(what: str, detail: str) -> UnreadableUsage:
+    """The error for usage that cannot be read, saying what to do (one wording for every adapter)."""
+    return UnreadableUsage(
+        f"{what}: {detail}. The call was billed at its reserved worst case so that no spend is lost. "
+        f"If a proxy or an OpenAI-compatible server strips or rewrites `usage`, have it pass the provider's "
+        f"usage through, or account for such calls with Breaker.record()."
+    )
+
+
+def stream_overrun(ticket: Ticket, seen: int) -> BudgetExceeded | None:
+    """The stream cut: the error to raise (after closing the stream) once ``seen`` output
+    tokens pass what the reservation paid for, else ``None``.
+
+    Only a provider that ignores the lowered output cap gets here; one rule and one
+    reason code (``"stream_cut"``) for the SDK layer and every plugin.
+    """
+    ticket.streamed_output = seen
+    if seen <= ticket.output_budget:
+        return None
+    session = ticket.session
+    return BudgetExceeded(
+        f"The streamed answer from {ticket.model} passed the {ticket.output_budget:,} output tokens its "
+        f"budget reservation paid for ({seen:,} arrived; the provider did not honour the lowered output cap), "
+        f"so breaker closed the stream. What arrived was billed.",
+        scope="session", key=session.id, reason="stream_cut", metric="tokens",
+        spent=float(seen), limit=float(ticket.output_budget), session=session.id, sticky=False,
+    )

@@ -1,0 +1,210 @@
+"""Admission: the checks before a call is sent, and its atomic reservation.
+
+Order (DESIGN.md): sticky trips, then loop checks, then budgets. The budget
+check asks the ledger to reserve the call's worst case on every counter that
+applies, atomically, granting as many output tokens as every limit can pay
+for (that is how ``max_tokens`` is lowered without a race). A refusal trips
+only on *settled* spend: when other calls' in-flight reservations are what
+stand in the way, the call waits (bounded by ``reservation_wait``) for them
+to settle and asks again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import time
+from typing import TYPE_CHECKING, Any, Callable, Iterator
+
+from ..adapter import Call, Patch, Ticket
+from ..budgets import METRICS, format_amount
+from ..errors import BudgetExceeded, LedgerError, UnknownPrice
+from ..ledgers.base import Ask, Ledger
+from ..pricing import PriceBook
+from .notify import Notifier
+from .offload import Offload
+from .plan import Plans
+from .trips import Stops, edge, raise_if_tripped
+
+if TYPE_CHECKING:
+    from ..degrade import Degrade
+    from ..loops import LoopPolicy
+    from ..session import Session
+
+__all__ = ["DEFAULT_OUTPUT_BOUND", "Admission"]
+
+DEFAULT_OUTPUT_BOUND = 131_072
+"""Worst-case output tokens for a request with no output cap and a model of unknown context window."""
+
+_NO_PATCH = Patch()
+_ZERO = (0, 0, 0)
+
+
+class Admission:
+    """``admit``: loop checks, then the reservation; returns the ``Ticket`` or raises the refusal."""
+
+    def __init__(
+        self, *, ledger: Ledger, prices: PriceBook, plans: Plans, stops: Stops, notifier: Notifier,
+        offload: Offload, telemetry: Any, clock: Callable[[], float], degrade: Degrade | None,
+        loops: LoopPolicy | None, unknown_price: str, min_output_tokens: int, reservation_wait: float,
+        release: Callable[[Ticket], None],
+    ) -> None:
+        self.ledger = ledger
+        self.prices = prices
+        self.plans = plans
+        self.stops = stops
+        self.notifier = notifier
+        self.offload = offload
+        self.telemetry = telemetry
+        self.clock = clock
+        self.degrade = degrade
+        self.loops = loops
+        self.unknown_price = unknown_price
+        self.min_output_tokens = min_output_tokens
+        self.reservation_wait = reservation_wait
+        self.release = release  # gives back a ticket granted to a caller that was cancelled meanwhile
+
+    def admit(self, call: Call, session: Session) -> Ticket:
+        force = self.precheck(call, session)
+        ticket = self.step(call, session, force, False)
+        if ticket is None:
+            for delay, final in self.retries():
+                time.sleep(delay)
+                ticket = self.step(call, session, force, final)
+                if ticket is not None:
+                    break
+        return ticket  # type: ignore[return-value]
+
+    async def admit_async(self, call: Call, session: Session) -> Ticket:
+        """``admit`` for event loops: waits with ``asyncio.sleep``, and a blocking ledger's
+        round trip runs in a worker thread, so the loop keeps serving other tasks meanwhile."""
+        force = self.precheck(call, session)
+        ticket = await self._step_async(call, session, force, False)
+        if ticket is None:
+            for delay, final in self.retries():
+                await asyncio.sleep(delay)
+                ticket = await self._step_async(call, session, force, final)
+                if ticket is not None:
+                    break
+        return ticket  # type: ignore[return-value]
+
+    def retries(self) -> Iterator[tuple[float, bool]]:
+        """The slow path, when only in-flight reservations stand in the way: ``(seconds to
+        wait, final)`` before each new attempt, the last one ``final`` (it refuses rather
+        than wait). One schedule for the sync and the async callers."""
+        delay = 0.002
+        deadline = time.monotonic() + self.reservation_wait
+        while True:
+            now = time.monotonic()
+            if now >= deadline:
+                yield 0.0, True
+                return
+            yield min(delay, deadline - now), False
+            delay = min(delay * 2, 0.05)
+
+    async def _step_async(self, call: Call, session: Session, force: bool, final: bool) -> Ticket | None:
+        if not self.offload.blocking:
+            return self.step(call, session, force, final)
+        return await self.offload.run(  # type: ignore[no-any-return]
+            "admit", functools.partial(self.step, call, session, force, final), orphan=self.release)
+
+    def precheck(self, call: Call, session: Session) -> bool:
+        """Sticky trips and loop checks (before any budget). Returns whether to force degradation."""
+        raise_if_tripped(session)
+        if self.loops is None:
+            return False
+        state = session.state
+        found = self.loops.check(state.loops, call, self.clock())
+        if found is not None:
+            self.stops.loop(found, session, call, self.clock())
+        return state.loop_degrade
+
+    def unpriced(self, model: str, provider: str | None, session: Session) -> None:
+        """A call to a model with no price: refuse it (``unknown_price="error"``) or warn once."""
+        if self.unknown_price == "error":
+            raise UnknownPrice(model, provider)
+        self.notifier.unknown_price(model, provider, session)
+
+    def step(self, call: Call, session: Session, force_degrade: bool, final: bool) -> Ticket | None:
+        """One reservation attempt: a ticket, ``None`` (busy: wait and try again) or a refusal."""
+        plan = session.plan or self.plans.of(session)
+        state = session.state
+        degrade = self.degrade
+        degraded = (force_degrade or state.degrade_hint) and degrade is not None
+        now = self.clock()
+        provider = call.provider
+        for _attempt in (0, 1):
+            patch = degrade.patch(call) if degraded else _NO_PATCH  # type: ignore[union-attr]
+            model = patch.model or call.model
+            price = self.prices.lookup(model, provider)
+            if price is None:
+                self.unpriced(model, provider, session)
+            natural = call.max_output_tokens
+            if natural is None:
+                natural = (price.context_window if price is not None else None) or DEFAULT_OUTPUT_BOUND
+            cap = patch.max_output_tokens
+            units_max = natural if cap is None or cap >= natural else cap
+            if patch.keep_last_messages is not None and call.trimmed_input is not None:
+                # the degraded request drops old messages: reserve what it will send
+                call.input_tokens = min(call.input_tokens, call.trimmed_input(patch.keep_last_messages))
+            input_tokens = call.input_tokens
+            if price is not None:
+                fixed_usd, per_usd = price.worst_case(input_tokens)
+            else:
+                fixed_usd = per_usd = 0
+            fixed = (fixed_usd, input_tokens, 1)
+            per_unit = (per_usd, 1, 0)
+            units_min = self.min_output_tokens
+            ask = Ask(plan.counters, plan.hard, fixed, per_unit, units_max,
+                      units_min if units_min < units_max else units_max, not final)
+            try:
+                grant = self.ledger.reserve(ask, now)
+            except LedgerError as e:  # the store is down and on_ledger_error="closed": refuse, don't trip
+                raise BudgetExceeded(
+                    str(e), scope="ledger", key=None, reason="ledger_unavailable", session=session.id, sticky=False,
+                ) from e
+            status = grant.status
+            if status == "ok":
+                if plan.degrading:
+                    crossing = any(
+                        l.degrade_at is not None and grant.settled[i] >= l.degrade_at
+                        for i, l in enumerate(plan.hard_lines)
+                    )
+                    if crossing and not degraded and degrade is not None:
+                        self.ledger.settle(grant.handle, plan.counters, (), _ZERO, now)
+                        self.stops.degraded(session, "budget past degrade_at")
+                        degraded = True
+                        continue
+                    if not crossing and state.degrade_hint:
+                        state.degrade_hint = False  # the window freed: the next call goes undegraded
+                units = grant.units
+                if units < natural:
+                    patch = Patch(patch.model, units, patch.reasoning_effort, patch.keep_last_messages, patch.hook)
+                ticket = Ticket(call, session, model, price, patch, degraded, plan.counters, plan.limits,
+                                units, grant.handle, now)
+                ticket.span = self.telemetry.start(call, session)
+                return ticket
+            if status == "busy":
+                if final:
+                    line = plan.hard_lines[grant.blocked]
+                    raise BudgetExceeded(
+                        f"{line.who()}: calls in flight hold {format_amount(line.metric, grant.reserved)} of its "
+                        f"budget of {line.budget.describe()} and did not settle within {self.reservation_wait:g}s; "
+                        f"this call was refused without tripping the budget.",
+                        scope=line.per, key=line.key, reason="busy", metric=METRICS[line.metric],
+                        spent=edge(line.metric, grant.settled[grant.blocked]), limit=edge(line.metric, line.limit),
+                        session=session.id, sticky=False,
+                    )
+                return None
+            line = plan.hard_lines[grant.blocked]
+            if status == "over" and line.budget.on_exceed == "degrade" and not degraded and degrade is not None:
+                self.stops.degraded(session, f"{line.who()} cannot pay for the full call")
+                degraded = True
+                continue
+            needed = fixed[line.metric] + per_unit[line.metric] * ask.units_min
+            already = status == "tripped"
+            trip = self.stops.budget(line, grant.settled[grant.blocked], needed, session, model, already, now)
+            if not already:
+                self.stops.refused(session, model, call.provider, trip, now)
+            raise trip
+        raise AssertionError("unreachable")  # pragma: no cover

@@ -1,0 +1,139 @@
+"""Plan: which ledger counters and limits apply to a session.
+
+A budget applies per scope key (a session and its parents, a feature, a user,
+a tag, or the one global scope). For one session that becomes a tuple of
+``Counter`` objects (one per scope key and window) and a tuple of ``Line``
+objects (one per budget limit on one counter, with its thresholds as
+integers). The plan is made once per session object and cached on it: every
+admission and settlement of that session reuses it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Sequence
+
+from ..budgets import Budget
+from ..ledgers.base import Counter, Limit
+
+if TYPE_CHECKING:
+    from ..session import Session
+
+__all__ = ["Line", "Plan", "Plans", "counter_key"]
+
+
+def counter_key(per: str, key: str | None) -> str:
+    """The ledger key of one scope: ``"global"``, ``"session:ID"``, ``"user:ID"``, ``"tag:NAME=VALUE"``.
+
+    The one place this naming lives: the ledger, ``Breaker.spent`` and the CLI all read counters by it.
+    """
+    if per == "global":
+        return "global"
+    if per in ("session", "feature", "user"):
+        return f"{per}:{key}"
+    return f"tag:{per}={key}"
+
+
+class Line:
+    """One budget limit bound to one scope key, with its thresholds as integers."""
+
+    __slots__ = (
+        "budget", "per", "key", "counter", "metric", "limit", "hard", "warn", "degrade_at", "watch", "index",
+    )
+
+    def __init__(self, budget: Budget, per: str, key: str | None, counter: int, metric: int, limit: int) -> None:
+        self.budget = budget
+        self.per = per
+        self.key = key
+        self.counter = counter
+        self.metric = metric
+        self.limit = limit
+        self.hard = budget.hard
+        fractions = budget.warn_at + ((1.0,) if not budget.hard and 1.0 not in budget.warn_at else ())
+        self.warn = tuple((int(limit * f), f) for f in fractions)
+        self.degrade_at = int(limit * budget.degrade_at) if budget.degrade_at is not None else None
+        watch = [limit + 1]
+        if self.warn:
+            watch.append(self.warn[0][0])
+        if self.degrade_at is not None:
+            watch.append(self.degrade_at)
+        self.watch = min(watch)  # below this settled amount nothing can fire: the common case skips the line
+        self.index = 0
+
+    def who(self) -> str:
+        """The scope, as messages name it."""
+        if self.per == "session":
+            return f"Session {self.key!r}"
+        if self.per == "global":
+            return "The global scope"
+        if self.per in ("feature", "user"):
+            return f"{self.per.capitalize()} {self.key!r}"
+        return f"Tag {self.per}={self.key!r}"
+
+
+class Plan:
+    """Counters and limits for one session."""
+
+    __slots__ = ("counters", "lines", "limits", "hard", "hard_lines", "degrading")
+
+    def __init__(self, counters: tuple[Counter, ...], lines: list[Line]) -> None:
+        self.counters = counters
+        for i, line in enumerate(lines):
+            line.index = i
+        self.lines = tuple(lines)
+        self.limits = tuple(Limit(l.counter, l.metric, l.limit) for l in lines)
+        self.hard_lines = tuple(l for l in lines if l.hard)
+        self.hard = tuple(Limit(l.counter, l.metric, l.limit) for l in self.hard_lines)
+        self.degrading = any(l.degrade_at is not None for l in self.hard_lines)
+
+
+class Plans:
+    """Makes (once) and caches each session's plan from the guard's budgets."""
+
+    __slots__ = ("budgets",)
+
+    def __init__(self, budgets: Sequence[Budget]) -> None:
+        self.budgets = tuple(budgets)
+
+    def of(self, session: Session) -> Plan:
+        plan = session.plan
+        if plan is None:
+            plan = session.plan = self.make(session)
+        return plan
+
+    def make(self, session: Session) -> Plan:
+        counters: dict[tuple[str, int], int] = {}
+
+        def counter(key: str, window: int = 0) -> int:
+            return counters.setdefault((key, window), len(counters))
+
+        chain = session.chain
+        for s in chain:
+            counter(counter_key("session", s.id))
+        if session.feature is not None:
+            counter(counter_key("feature", session.feature))
+        if session.user is not None:
+            counter(counter_key("user", session.user))
+        counter("global")
+
+        lines: list[Line] = []
+        for budget in self.budgets:
+            per = budget.per
+            keys: list[str | None]
+            if per == "session":
+                keys = [s.id for s in chain]
+            elif per == "global":
+                keys = [None]
+            elif per == "feature":
+                keys = [session.feature] if session.feature is not None else []
+            elif per == "user":
+                keys = [session.user] if session.user is not None else []
+            else:
+                keys = [session.tags[per]] if per in session.tags else []
+            for key in keys:
+                if budget.key is not None and key != budget.key:
+                    continue
+                index = counter(counter_key(per, key), budget.window_s)
+                for metric, limit in budget.limits:
+                    lines.append(Line(budget, per, key, index, metric, limit))
+        ordered = tuple(Counter(k, w) for (k, w), _ in sorted(counters.items(), key=lambda kv: kv[1]))
+        return Plan(ordered, lines)
