@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-all
 
-.PHONY: demo test setup system-deps bench clean
+.PHONY: demo test typecheck setup system-deps bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,9 @@ demo: setup
 
 test: setup system-deps
 	$(BIN)/python -m pytest -q
+
+typecheck: setup
+	$(BIN)/python -m mypy --ignore-missing-imports -p breaker
 
 bench: setup system-deps
 	$(BIN)/python benchmarks/run.py
