@@ -16,6 +16,8 @@ plugin reserves exactly what the SDK layer would for the same request.
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -46,7 +48,10 @@ __all__ = [
     "measure",
     "stream_overrun",
     "usage_error",
+    "warn_unreadable",
 ]
+
+log = logging.getLogger("breaker")
 
 
 @dataclass(slots=True)
@@ -69,6 +74,13 @@ class Call:
             request cut to its last ``n`` messages (the way ``Degrade(keep_last_messages=n)``
             cuts it), so a degraded call reserves what it will really send.
             When the engine uses it, it sets ``input_tokens`` to that bound.
+        input_bytes: the byte-count bound of the request (``estimate``'s), when
+            ``input_tokens`` is tighter because it was learned from the provider's
+            report for this model (``ESTIMATOR.bounds``): a degrade that switches the
+            model reserves this instead, since another tokenizer may count more.
+        learn: ``learn(fingerprint, reported_input_tokens)``, called by the engine when
+            the call settles with the provider's usage, so that requests extending this
+            one are bounded from that report (``ESTIMATOR.learn``).
     """
 
     model: str
@@ -82,6 +94,8 @@ class Call:
     messages: int = 0
     attrs: dict[str, Any] = field(default_factory=dict)
     trimmed_input: Callable[[int], int] | None = None
+    input_bytes: int | None = None
+    learn: Callable[[Any, int], None] | None = None
 
 
 @dataclass(slots=True)
@@ -197,11 +211,31 @@ class UnreadableUsage(UsageError):
 
 
 def usage_error(what: str, detail: str) -> UnreadableUsage:
-    """The error for usage that cannot be read, saying what to do (one wording for every adapter)."""
-    return UnreadableUsage(
-        f"{what}: {detail}. The call was billed at its reserved worst case so that no spend is lost. "
-        f"If a proxy or an OpenAI-compatible server strips or rewrites `usage`, have it pass the provider's "
-        f"usage through, or account for such calls with Breaker.record()."
+    """The error an adapter's usage reader raises for usage it cannot read (caught by the
+    pipeline, which bills the worst case and logs it once: ``warn_unreadable``)."""
+    return UnreadableUsage(f"{what}: {detail}")
+
+
+_warned: set[tuple[str, str]] = set()
+_warned_lock = threading.Lock()
+
+
+def warn_unreadable(what: str, exc: BaseException) -> None:
+    """Fail open for observation, closed for money: usage breaker cannot read never breaks the
+    caller's call. The call is billed at its reserved worst case (never a silent $0), the
+    response is returned unchanged, and this logs one warning per kind (``what`` and the
+    error's type), not one per call. The error text names fields and counts, never content.
+    """
+    key = (what, type(exc).__name__)
+    with _warned_lock:
+        if key in _warned:
+            return
+        _warned.add(key)
+    log.warning(
+        "%s: usage could not be read (%s: %s). Such calls are billed at their reserved worst case and "
+        "returned unchanged; if a proxy or an OpenAI-compatible server strips or rewrites `usage`, have it "
+        "pass the provider's usage through, or account for such calls with Breaker.record(). "
+        "(Logged once per kind.)", what, type(exc).__name__, exc,
     )
 
 

@@ -47,6 +47,7 @@ and tools: stable within a process (what loop detection needs), never text.
 
 from __future__ import annotations
 
+import io
 import json
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
@@ -59,8 +60,10 @@ __all__ = [
     "REQUEST_OVERHEAD",
     "ESTIMATOR",
     "Estimator",
+    "OneShot",
     "args_fingerprint",
     "estimate",
+    "materialize",
     "measure",
 ]
 
@@ -128,19 +131,52 @@ def measure(value: Any) -> tuple[int, int, Any]:
         return len(repr(value)), 0, value
     if isinstance(value, (bytes, bytearray)):
         return len(value), 0, bytes(value)
+    if isinstance(value, type):  # a class (a pydantic model given as a response format): its name
+        return _text_len(value.__qualname__), 0, value.__qualname__
     dump = getattr(value, "model_dump", None)  # SDK objects passed back as messages
     if dump is not None:
         return measure(dump(exclude_none=True, mode="json"))
-    if hasattr(value, "__iter__"):
+    if hasattr(value, "__next__") and not isinstance(value, io.IOBase):
+        raise OneShot  # reading it here would leave the SDK nothing to send
+    if hasattr(value, "__iter__") and not isinstance(value, io.IOBase):
         return measure(list(value))
     text = str(value)
     return _text_len(text), 0, text
 
 
+class OneShot(Exception):
+    """A one-shot iterator (a generator, ``iter([...])``) inside a request: measuring it
+    would consume it. The caller copies the request with ``materialize`` and measures that."""
+
+
+def materialize(value: Any) -> Any:
+    """``value`` with every one-shot iterator inside it read into a list.
+
+    Containers on the way to an iterator are copied; nothing of the caller's is
+    changed, and everything else is the same object. The SDK serialises a list
+    exactly as it would have the iterator, so the request on the wire is the same.
+    """
+    if type(value) is str or value is None:
+        return value
+    if isinstance(value, Mapping):
+        items = {k: materialize(v) for k, v in value.items()}
+        return items if any(items[k] is not v for k, v in value.items()) else value
+    if isinstance(value, (list, tuple)):
+        seq = [materialize(v) for v in value]
+        if all(a is b for a, b in zip(seq, value)):
+            return value
+        return seq if isinstance(value, list) else tuple(seq)
+    if hasattr(value, "__next__") and not isinstance(value, io.IOBase):
+        return [materialize(v) for v in value]
+    return value
+
+
 def _mapping(value: Any) -> tuple[int, int, Any]:
     """``measure`` of a mapping that is not all strings (nested parts, images, documents)."""
     kind = value.get("type")
-    if kind in _IMAGE_TYPES:
+    if type(kind) is not str:  # a JSON schema: "type" may be a list (["string", "null"]) or a property named type
+        kind = None
+    elif kind in _IMAGE_TYPES:
         return 0, IMAGE_PART_TOKENS, ("<image>", _canon_plain(value))
     n, fixed, items = 0, DOCUMENT_PART_TOKENS if kind in _DOCUMENT_TYPES else 0, []
     for k, v in value.items():
@@ -199,6 +235,9 @@ def _figures(m: Any) -> tuple[int, int, int]:
 
 
 _START: list[tuple[int, int, int]] = [(0, 0, 0)]
+_State = tuple[list[Any], Any, list[tuple[int, int, int]], tuple[int, int]]
+"""A conversation: (messages before the last, last message, prefix sums, its cache key)."""
+_MAX_ASKED = 4_096  # requests whose usage may still be learned (oldest forgotten first)
 """Prefix sums of no messages. Never mutated: a conversation's sums are always a new list."""
 
 _NO_MESSAGE = object()  # the "last message" of the empty starting state: never any request's message
@@ -219,13 +258,17 @@ class Estimator:
     def __init__(self) -> None:
         self._messages: OrderedDict[int, tuple[Any, Any, int, int, int]] = OrderedDict()
         # (id of first message, id of second) -> (messages before the last, last message,
-        #   [(text bytes, fixed tokens, chained hash) of the first i messages, for i in 0..count])
-        self._conversations: OrderedDict[tuple[int, int], tuple[list[Any], Any, list[tuple[int, int, int]]]] = (
-            OrderedDict()
-        )
+        #   [(text bytes, fixed tokens, chained hash) of the first i messages, for i in 0..count], the key)
+        self._conversations: OrderedDict[tuple[int, int], _State] = OrderedDict()
         # The conversation state used last: checked first by ``estimate`` (no key to build, no lookup).
-        self._recent: tuple[list[Any], Any, list[tuple[int, int, int]]] = ([], _NO_MESSAGE, _START)
+        self._recent: _State = ([], _NO_MESSAGE, _START, (0, 0))
         self._objects: OrderedDict[int, tuple[Any, int, int, int, int]] = OrderedDict()
+        # The history bound (``bounds``): what was asked, by request fingerprint, until its usage is
+        # learned; then, per conversation, the longest prefix whose input the provider reported.
+        self._asked: OrderedDict[int, tuple[tuple[int, int], int, int, int, int, int]] = OrderedDict()
+        # Keyed like conversations, by the ids of the first two messages (0 for a one-message request,
+        # whose continuation is looked up under that key too).
+        self._learned: OrderedDict[tuple[int, int], tuple[int, int, int, int, int, int]] = OrderedDict()
 
     # one message: (ref, content ref, bytes, fixed tokens, hash)
     def _message(self, m: Any) -> tuple[int, int, int]:
@@ -258,7 +301,12 @@ class Estimator:
         return b, f, h
 
     def messages(self, messages: Sequence[Any]) -> tuple[int, int, int, int]:
-        """``(text_bytes, fixed_tokens, prefix_hash, count)`` of a message list.
+        """``(text_bytes, fixed_tokens, prefix_hash, count)`` of a message list (see ``_messages``)."""
+        return self._messages_state(messages)[:4]  # type: ignore[return-value]
+
+    def _messages_state(self, messages: Sequence[Any]) -> tuple[int, int, int, int, _State | None]:
+        """``(text_bytes, fixed_tokens, prefix_hash, count, state)`` of a message list; ``state`` is
+        the conversation whose prefix sums cover every message but possibly the last.
 
         The conversation seen last with the same first two messages is reused
         up to the longest prefix of identical message objects (a C-speed list
@@ -277,29 +325,29 @@ class Estimator:
         items = messages if type(messages) is list else list(messages)
         n = len(items)
         if n == 0:
-            return 0, 0, 0, 0
+            return 0, 0, 0, 0, None
         key = (id(items[0]), id(items[1]) if n > 1 else 0)
         state = self._conversations.get(key)
         if state is None:
             k, sums = 0, _START
         else:
-            head, last, sums = state
+            head, last, sums, _ = state
             k = len(head)
             if k <= n and items[:k] == head:
                 self._recent = state
                 if k == n:  # the stored conversation less its last message
                     size, fix, h = sums[k]
-                    return size, fix, h, n
+                    return size, fix, h, n, state
                 m = items[k]
                 if m is last:
                     k += 1
                     if k == n:  # the stored conversation again
                         size, fix, h = sums[k]
-                        return size, fix, h, n
+                        return size, fix, h, n, state
                 elif k + 1 == n:  # a sibling: answered from the sums, nothing stored
                     size, fix, h = sums[k]
                     b, f, mh = _figures(m) if type(m) is dict else self._message(m)
-                    return size + b, fix + f, hash((h, mh)), n
+                    return size + b, fix + f, hash((h, mh)), n, state
             else:  # the history was edited (trimmed, rewritten): find the common prefix
                 limit = min(k, n)
                 k = 0
@@ -314,14 +362,14 @@ class Estimator:
             h = hash((h, mh))
             grown.append((size, fix, h))
         # Concatenation builds the new sums in one allocation (no slice when the stored sums all still hold).
-        state = (items[:-1], items[-1], (sums if len(sums) == k + 1 else sums[: k + 1]) + grown)
+        state = (items[:-1], items[-1], (sums if len(sums) == k + 1 else sums[: k + 1]) + grown, key)
         conversations = self._conversations
         conversations.pop(key, None)  # re-inserted last: least recently grown goes first
         conversations[key] = state
         if len(conversations) > _MAX_CONVERSATIONS:
             conversations.popitem(last=False)
         self._recent = state
-        return size, fix, h, n
+        return size, fix, h, n, state
 
     def estimate(
         self,
@@ -332,12 +380,45 @@ class Estimator:
         tools: Any = None,
         strict: bool = True,
     ) -> tuple[int, int, int]:
-        """``(input_token_bound, fingerprint, message_count)`` of one request."""
+        """``(input_token_bound, fingerprint, message_count)`` of one request, from its bytes alone."""
+        bound, _, fp, n = self.bounds(model, messages, system=system, tools=tools, strict=strict, history=False)
+        return bound, fp, n
+
+    def bounds(
+        self,
+        model: str,
+        messages: Sequence[Any] | None,
+        *,
+        system: Any = None,
+        tools: Any = None,
+        strict: bool = True,
+        history: bool = True,
+        extra: Any = None,
+    ) -> tuple[int, int, int, int]:
+        """``(input_bound, bytes_bound, fingerprint, message_count)`` of one request.
+
+        ``extra`` (hashable) is folded into the fingerprint: request parameters that make two
+        requests with the same messages different requests (``previous_response_id``,
+        ``tool_choice``), so that loop detection does not take them for a repeat.
+
+        ``bytes_bound`` is the byte-count bound of the module docstring. ``input_bound``
+        is at most that, and tighter once the provider has reported the input of an
+        earlier request this one extends (``learn``): then it is that report plus the
+        byte-count bound of what was appended since. Why that is an upper bound: the
+        earlier request is a prefix of this one, with the same model, system prompt and
+        tools (checked by content hash), and chat formats tokenize each message on its
+        own between the template's special tokens, so the prefix costs what it cost
+        then; the appended messages cost at most their bytes plus the per-message
+        overhead, the same bound as always (3-4x their real count for English, which
+        also covers any merge at a message boundary). Agents append: every step but
+        the first is priced from the provider's own count.
+        """
         # Fast path, inline (it runs on every call): the conversation used last,
         # asked again or as a sibling (same messages but the last). The prefix
         # compare is what proves it is the same conversation, so no key is
-        # needed; anything else goes through messages().
-        head, last, sums = self._recent
+        # needed; anything else goes through _messages_state().
+        state: _State | None = self._recent
+        head, last, sums, _ = state  # type: ignore[misc]
         k = len(head)
         if type(messages) is list and len(messages) == k + 1 and messages[:k] == head:
             m = messages[k]
@@ -361,9 +442,12 @@ class Estimator:
                     h = hash((h, mh))
             n = k + 1
         elif messages:
-            size, fix, h, n = self.messages(messages)
+            size, fix, h, n, state = self._messages_state(messages)
         else:
             size = fix = h = n = 0
+            state = None
+        msg_size, msg_fix, msg_h, msg_n = size, fix, h, n
+        sh = th = 0
         if system is not None:
             b, f, sh = self._object(system)
             size += b
@@ -377,7 +461,46 @@ class Estimator:
             h = hash((h, th))
         if not strict:
             size = -(-size // 4)
-        return size + fix + MESSAGE_OVERHEAD * n + REQUEST_OVERHEAD, hash((model, h)), n
+        bound = size + fix + MESSAGE_OVERHEAD * n + REQUEST_OVERHEAD
+        fp = hash((model, h)) if extra is None else hash((model, h, extra))
+        if not history or state is None:
+            return bound, bound, fp, n
+        first = id(messages[0])  # type: ignore[index]  # messages is a non-empty sequence here
+        key = (first, id(messages[1]) if msg_n > 1 else 0)  # type: ignore[index]
+        ctx = hash((model, sh, th))
+        asked = self._asked
+        asked[fp] = (key, msg_n, ctx, msg_size, msg_fix, msg_h)
+        if len(asked) > _MAX_ASKED:
+            asked.popitem(last=False)
+        learned = self._learned.get(key)
+        if learned is None and msg_n > 1:  # the continuation of a one-message request
+            learned = self._learned.get((first, 0))
+        if learned is not None:
+            l_n, l_ctx, tokens, l_size, l_fix, l_h = learned
+            if l_ctx == ctx and l_n <= msg_n and (msg_h if l_n == msg_n else state[2][l_n][2]) == l_h:
+                appended = msg_size - l_size
+                if not strict:
+                    appended = -(-appended // 4)
+                tight = tokens + appended + (msg_fix - l_fix) + MESSAGE_OVERHEAD * (msg_n - l_n)
+                if tight < bound:
+                    return tight, bound, fp, n
+        return bound, bound, fp, n
+
+    def learn(self, fingerprint: Any, input_tokens: int) -> None:
+        """The provider reported ``input_tokens`` for the request with this fingerprint (from
+        ``bounds``): later requests that extend it are bounded from that report."""
+        asked = self._asked.pop(fingerprint, None)
+        if asked is None or type(input_tokens) is not int or input_tokens < 0:
+            return
+        key, n, ctx, size, fix, h = asked
+        learned = self._learned
+        known = learned.get(key)
+        if known is not None and known[0] > n and known[1] == ctx:
+            return  # a longer prefix of this conversation is known already (a late sibling's report)
+        learned.pop(key, None)  # re-inserted last: the least recently learned goes first
+        learned[key] = (n, ctx, input_tokens, size, fix, h)
+        if len(learned) > _MAX_CONVERSATIONS:
+            learned.popitem(last=False)
 
 
 ESTIMATOR = Estimator()

@@ -69,7 +69,8 @@ class Session:
     shared ledger they include other processes' calls in the same session).
     """
 
-    __slots__ = ("id", "feature", "user", "tags", "parent", "ancestors", "host", "state", "plan", "__weakref__")
+    __slots__ = ("id", "feature", "user", "tags", "parent", "ancestors", "host", "state", "plan", "anonymous",
+                 "__weakref__")
 
     def __init__(
         self,
@@ -93,6 +94,7 @@ class Session:
         # The engine's ``Plan`` (its budgets' counters for this session), made on first use.
         # Typed loosely: sessions sit below the engine and do not import it.
         self.plan: Any = None
+        self.anonymous = False  # the scope of calls made outside any ``guard.session()``
 
     def __repr__(self) -> str:
         return f"Session({self.id!r}, feature={self.feature!r}, user={self.user!r}, cost_usd={self.cost_usd:.6f})"

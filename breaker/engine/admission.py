@@ -17,13 +17,15 @@ import time
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from ..adapter import Call, Patch, Ticket
-from ..budgets import METRICS, format_amount
+from ..budgets import CALLS, METRICS, format_amount
 from ..errors import BudgetExceeded, LedgerError, UnknownPrice
 from ..ledgers.base import Ask, Ledger
+from ..limits import max_output_tokens, same_tokenizer
 from ..pricing import PriceBook
 from .notify import Notifier
 from .offload import Offload
 from .plan import Plans
+from .sessions import Sessions
 from .trips import Stops, edge, raise_if_tripped
 
 if TYPE_CHECKING:
@@ -34,7 +36,8 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_OUTPUT_BOUND", "Admission"]
 
 DEFAULT_OUTPUT_BOUND = 131_072
-"""Worst-case output tokens for a request with no output cap and a model of unknown context window."""
+"""Worst-case output tokens for a request with no output cap, for a model of unknown maximum output
+and unknown context window."""
 
 _NO_PATCH = Patch()
 _ZERO = (0, 0, 0)
@@ -47,7 +50,7 @@ class Admission:
         self, *, ledger: Ledger, prices: PriceBook, plans: Plans, stops: Stops, notifier: Notifier,
         offload: Offload, telemetry: Any, clock: Callable[[], float], degrade: Degrade | None,
         loops: LoopPolicy | None, unknown_price: str, min_output_tokens: int, reservation_wait: float,
-        release: Callable[[Ticket], None],
+        release: Callable[[Ticket], None], sessions: Sessions,
     ) -> None:
         self.ledger = ledger
         self.prices = prices
@@ -63,8 +66,12 @@ class Admission:
         self.min_output_tokens = min_output_tokens
         self.reservation_wait = reservation_wait
         self.release = release  # gives back a ticket granted to a caller that was cancelled meanwhile
+        self.current = sessions.current.get
+        self.anonymous = sessions.anonymous
 
-    def admit(self, call: Call, session: Session) -> Ticket:
+    def admit(self, call: Call, session: Session | None = None) -> Ticket:
+        if session is None:
+            session = self.current() or self.anonymous()
         force = self.precheck(call, session)
         ticket = self.step(call, session, force, False)
         if ticket is None:
@@ -75,9 +82,11 @@ class Admission:
                     break
         return ticket  # type: ignore[return-value]
 
-    async def admit_async(self, call: Call, session: Session) -> Ticket:
+    async def admit_async(self, call: Call, session: Session | None = None) -> Ticket:
         """``admit`` for event loops: waits with ``asyncio.sleep``, and a blocking ledger's
         round trip runs in a worker thread, so the loop keeps serving other tasks meanwhile."""
+        if session is None:
+            session = self.current() or self.anonymous()
         force = self.precheck(call, session)
         ticket = await self._step_async(call, session, force, False)
         if ticket is None:
@@ -110,10 +119,11 @@ class Admission:
 
     def precheck(self, call: Call, session: Session) -> bool:
         """Sticky trips and loop checks (before any budget). Returns whether to force degradation."""
-        raise_if_tripped(session)
-        if self.loops is None:
-            return False
         state = session.state
+        if state.tripped is not None or session.ancestors:  # the common case, a live top session, inline
+            raise_if_tripped(session)
+        if self.loops is None or session.anonymous:  # loop detection is per agent run: sessions only
+            return False
         found = self.loops.check(state.loops, call, self.clock())
         if found is not None:
             self.stops.loop(found, session, call, self.clock())
@@ -140,13 +150,17 @@ class Admission:
             if price is None:
                 self.unpriced(model, provider, session)
             natural = call.max_output_tokens
-            if natural is None:
-                natural = (price.context_window if price is not None else None) or DEFAULT_OUTPUT_BOUND
+            if natural is None:  # no cap: the model's own ceiling (limits.py), else its context window
+                natural = (max_output_tokens(model) or (price.context_window if price is not None else None)
+                           or DEFAULT_OUTPUT_BOUND)
             cap = patch.max_output_tokens
             units_max = natural if cap is None or cap >= natural else cap
             if patch.keep_last_messages is not None and call.trimmed_input is not None:
                 # the degraded request drops old messages: reserve what it will send
                 call.input_tokens = min(call.input_tokens, call.trimmed_input(patch.keep_last_messages))
+            elif patch.model is not None and call.input_bytes is not None and not same_tokenizer(call.model, model):
+                # a learned bound holds for the requested model's tokenizer, not another one's
+                call.input_tokens = max(call.input_tokens, call.input_bytes)
             input_tokens = call.input_tokens
             if price is not None:
                 fixed_usd, per_usd = price.worst_case(input_tokens)
@@ -201,10 +215,24 @@ class Admission:
                 self.stops.degraded(session, f"{line.who()} cannot pay for the full call")
                 degraded = True
                 continue
-            needed = fixed[line.metric] + per_unit[line.metric] * ask.units_min
+            metric = line.metric
+            needed = fixed[metric] + per_unit[metric] * ask.units_min
             already = status == "tripped"
-            trip = self.stops.budget(line, grant.settled[grant.blocked], needed, session, model, already, now)
+            why = _needs(call, input_tokens, ask.units_min, fixed[metric], per_unit[metric] * ask.units_min, metric)
+            trip = self.stops.budget(line, grant.settled[grant.blocked], needed, session, model, already, now, why)
             if not already:
                 self.stops.refused(session, model, call.provider, trip, now)
             raise trip
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _needs(call: Call, input_tokens: int, output_tokens: int, input_part: int, output_part: int, metric: int) -> str:
+    """What a refused call needs at least, and which bound decided, for the kill message."""
+    if metric == CALLS:
+        return ""
+    source = ("the provider's count of the conversation so far plus what was appended"
+              if call.input_bytes is not None and input_tokens < call.input_bytes else "its text's bytes")
+    decided = "input" if input_part >= output_part else "output"
+    return (f": {input_tokens:,} input tokens at most (bounded by {source}), {format_amount(metric, input_part)}, "
+            f"and at least {output_tokens:,} output tokens (min_output_tokens), {format_amount(metric, output_part)}; "
+            f"the {decided} bound decided")

@@ -146,7 +146,7 @@ class Breaker:
 
         self.ledger = resilient(settings.ledger, mode=settings.on_ledger_error, on_event=self._notifier.emit)
         offload = Offload(self.ledger.blocking)
-        self._plans = plans = Plans(settings.budgets)
+        self._plans = plans = Plans(settings.budgets, settings.session_ttl)
         degrading = settings.degrade is not None
         stops = Stops(self.ledger, plans, self._notifier, degrading)
         self._stops = stops
@@ -158,8 +158,25 @@ class Breaker:
         self._settlement = Settlement(degrading=degrading, **common)  # type: ignore[arg-type]
         self._admission = Admission(
             degrade=settings.degrade, min_output_tokens=settings.min_output_tokens,
-            reservation_wait=settings.reservation_wait, release=self.release, **common,  # type: ignore[arg-type]
+            reservation_wait=settings.reservation_wait, release=self.release, sessions=self._sessions,
+            **common,  # type: ignore[arg-type]
         )
+        self._hot_path()
+
+    def _hot_path(self) -> None:
+        """Every call goes through ``inflight``, ``admit`` and ``settle``: bind them straight to
+        the stage that does the work, so a call pays no facade layer (a Python frame each).
+
+        The methods below stay the documented API (and what a subclass overrides: an
+        overridden one is left in place).
+        """
+        cls = type(self)
+        direct = {"inflight": self._inflight.get, "admit": self._admission.admit,
+                  "admit_async": self._admission.admit_async, "settle": self._settlement.settle,
+                  "settle_async": self._settlement.settle_async}
+        for name, fn in direct.items():
+            if getattr(cls, name) is getattr(Breaker, name):
+                self.__dict__[name] = fn
 
     # ------------------------------------------------------------------ sessions
     def session(
@@ -203,12 +220,12 @@ class Breaker:
         ``UnknownPrice`` for a model with no price. Waits (bounded by
         ``reservation_wait``) while only other calls' reservations stand in the way.
         """
-        return self._admission.admit(call, session or self._sessions.now())
+        return self._admission.admit(call, session)
 
     async def admit_async(self, call: Call, session: Session | None = None) -> Ticket:
         """``admit`` for event loops: waits with ``asyncio.sleep``, and a SQLite or Redis ledger's
         round trip runs in a worker thread, so the loop keeps serving other tasks meanwhile."""
-        return await self._admission.admit_async(call, session or self._sessions.now())
+        return await self._admission.admit_async(call, session)
 
     def settle(
         self,
@@ -277,7 +294,7 @@ class Breaker:
             why = f"the budget asks to degrade {call.model} to {patch.model}, but {layer} cannot change the model; {model_fix}"
         else:
             why = (f"the budget can pay for {patch.max_output_tokens} output tokens but the call may produce "
-                   f"{call.max_output_tokens or 'its whole context window of'} tokens, and {layer} cannot lower "
+                   f"{call.max_output_tokens or 'its maximum output of'} tokens, and {layer} cannot lower "
                    f"that; {cap_fix}")
         session = ticket.session
         raise BudgetExceeded(
@@ -309,9 +326,9 @@ class Breaker:
         Counts once as a failure for the error-storm and no-backoff signals; a
         detection whose action is kill raises its trip here.
         """
-        if self.loops is None:
-            return
         session = self._sessions.now()
+        if self.loops is None or session.anonymous:
+            return
         now = self.clock()
         found = self.loops.retried(session.state.loops, error, now)
         if found is not None:

@@ -79,7 +79,7 @@ class Notifier:
             spent_usd=settled / NANO if usd else None, limit_usd=line.limit / NANO if usd else None,
             fraction=settled / line.limit,
             data={"metric": METRICS[line.metric], "spent": settled, "limit": line.limit,
-                  "window": line.budget.window_s or None, "on_exceed": line.budget.on_exceed},
+                  "window": line.window or None, "on_exceed": line.budget.on_exceed},
         )
 
     def unknown_price(self, model: str, provider: str | None, session: Session) -> None:

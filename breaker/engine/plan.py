@@ -38,10 +38,16 @@ class Line:
 
     __slots__ = (
         "budget", "per", "key", "counter", "metric", "limit", "hard", "warn", "degrade_at", "watch", "index",
+        "window", "anonymous",
     )
 
-    def __init__(self, budget: Budget, per: str, key: str | None, counter: int, metric: int, limit: int) -> None:
+    def __init__(
+        self, budget: Budget, per: str, key: str | None, counter: int, metric: int, limit: int,
+        window: int = 0, anonymous: bool = False,
+    ) -> None:
         self.budget = budget
+        self.window = window  # seconds of the rolling window (0: the scope's whole life)
+        self.anonymous = anonymous  # a per-session budget applied to calls outside any session
         self.per = per
         self.key = key
         self.counter = counter
@@ -61,6 +67,8 @@ class Line:
 
     def who(self) -> str:
         """The scope, as messages name it."""
+        if self.anonymous:
+            return "Calls outside any session"
         if self.per == "session":
             return f"Session {self.key!r}"
         if self.per == "global":
@@ -87,12 +95,20 @@ class Plan:
 
 
 class Plans:
-    """Makes (once) and caches each session's plan from the guard's budgets."""
+    """Makes (once) and caches each session's plan from the guard's budgets.
 
-    __slots__ = ("budgets",)
+    Calls outside any session share one anonymous scope. A per-session budget that
+    is for the whole life of a session applies to it as a rolling window of
+    ``anonymous_window`` (the guard's ``session_ttl``): that scope never ends, and a
+    lifetime budget over every session-less call the process ever makes would trip
+    it for good.
+    """
 
-    def __init__(self, budgets: Sequence[Budget]) -> None:
+    __slots__ = ("budgets", "anonymous_window")
+
+    def __init__(self, budgets: Sequence[Budget], anonymous_window: int = 3600) -> None:
         self.budgets = tuple(budgets)
+        self.anonymous_window = anonymous_window
 
     def of(self, session: Session) -> Plan:
         plan = session.plan
@@ -116,6 +132,7 @@ class Plans:
         counter("global")
 
         lines: list[Line] = []
+        anonymous = session.anonymous
         for budget in self.budgets:
             per = budget.per
             keys: list[str | None]
@@ -132,8 +149,12 @@ class Plans:
             for key in keys:
                 if budget.key is not None and key != budget.key:
                     continue
-                index = counter(counter_key(per, key), budget.window_s)
+                window = budget.window_s
+                rolled = anonymous and per == "session" and not window
+                if rolled:
+                    window = self.anonymous_window
+                index = counter(counter_key(per, key), window)
                 for metric, limit in budget.limits:
-                    lines.append(Line(budget, per, key, index, metric, limit))
+                    lines.append(Line(budget, per, key, index, metric, limit, window, rolled))
         ordered = tuple(Counter(k, w) for (k, w), _ in sorted(counters.items(), key=lambda kv: kv[1]))
         return Plan(ordered, lines)

@@ -58,8 +58,16 @@ class Sessions:
     def anonymous(self) -> Session:
         session = self._anonymous
         if session is None:
-            session = self._anonymous = Session(
+            session = Session(
                 self, ANONYMOUS, feature=None, user=None, tags={}, parent=None, state=self.state_for(ANONYMOUS)
+            )
+            session.anonymous = True
+            self._anonymous = session
+            log.warning(
+                "breaker: a model call was made outside any guard.session(): such calls share one anonymous "
+                "scope, where per-session budgets roll over %ds (session_ttl) and loop detection does not run. "
+                "Wrap each agent run in guard.session(...) to attribute and stop it. (Logged once.)",
+                self.session_ttl,
             )
         return session
 

@@ -12,12 +12,14 @@ outside the patched clients.
 from __future__ import annotations
 
 import functools
+import logging
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from ..adapter import Outcome, Ticket
 from ..budgets import format_amount
 from ..errors import UnknownPrice
 from ..ledgers.base import Ledger
+from ..limits import same_tokenizer
 from ..pricing import NANO, PriceBook
 from ..usage import Usage
 from .notify import Notifier
@@ -31,6 +33,8 @@ if TYPE_CHECKING:
     from ..session import Session
 
 __all__ = ["Settlement"]
+
+log = logging.getLogger("breaker")
 
 
 class Settlement:
@@ -72,6 +76,16 @@ class Settlement:
         if usage is not None:
             cost = price.cost(usage) if price is not None else None
             actual = (cost or 0, usage.input_tokens + usage.output_tokens, 1 if sent else 0)
+            call = ticket.call
+            if call.learn is not None and sent:
+                patch = ticket.patch
+                if patch.keep_last_messages is None and patch.hook is None and (
+                    patch.model is None or same_tokenizer(call.model, patch.model)
+                ):  # sent as described (or to a model that counts the same): its report holds
+                    try:
+                        call.learn(call.fingerprint, usage.input_tokens)
+                    except Exception:  # a hint for later bounds: never worth a lost charge
+                        log.exception("breaker: learning a request's reported input failed")
         else:
             cost = 0 if price is not None else None
             actual = (0, 0, 1 if sent else 0)
@@ -87,7 +101,7 @@ class Settlement:
         if usage is not None and price is None and sent:
             with session.state.lock:
                 session.state.unpriced += 1
-        if self.loops is not None and sent:
+        if self.loops is not None and sent and not session.anonymous:
             found = self.loops.observe(
                 session.state.loops, ticket.call,
                 Outcome(error is None and usage is not None, usage, cost, tuple(tool_calls), error), now,
@@ -140,7 +154,7 @@ class Settlement:
             s = settled[line.index]
             if s < line.watch:
                 continue
-            window = line.budget.window_s
+            window = line.window
             epoch = int(now // window) if window else 0
             counter = plan.counters[line.counter]
             crossed = [f for t, f in line.warn if s >= t]

@@ -48,11 +48,15 @@ class Stops:
         self.degrading = degrading  # a Degrade is configured: marking a session degraded means something
 
     def budget(
-        self, line: Line, settled: int, needed: int, session: Session, model: str, already: bool, now: float
+        self, line: Line, settled: int, needed: int, session: Session, model: str, already: bool, now: float,
+        why: str = "",
     ) -> BudgetExceeded:
-        """The trip of ``line``'s scope; marks it (once) unless ``already`` tripped."""
+        """The trip of ``line``'s scope; marks it (once) unless ``already`` tripped.
+
+        ``why`` says what the refused call needs at least, and which bound decided.
+        """
         counter = self.plans.of(session).counters[line.counter]
-        window = line.budget.window_s
+        window = line.window
         spent = format_amount(line.metric, settled)
         if already:
             message = (
@@ -63,8 +67,8 @@ class Stops:
             left = format_amount(line.metric, max(line.limit - settled, 0))
             message = (
                 f"{line.who()} was stopped: its budget of {line.budget.describe()} cannot pay for the next "
-                f"call ({spent} spent, {left} left; the call to {model} could cost up to "
-                f"{format_amount(line.metric, needed)})."
+                f"call ({spent} spent, {left} left; the call to {model} needs at least "
+                f"{format_amount(line.metric, needed)}{why})."
             )
         message += (
             f" Calls resume once the {format_seconds(window)} window frees enough."
@@ -88,11 +92,12 @@ class Stops:
         """Act on a loop detection: emit ``loop``; kill (raise the trip) or mark degraded."""
         state = session.state
         notifier = self.notifier
+        action = found.action
         message = f"Session {session.id!r}: {found.message}"
         notifier.emit(notifier.event("loop", message, session, scope="session", key=session.id,
-                                     data={"signal": found.signal, "action": found.action, "count": found.count,
+                                     data={"signal": found.signal, "action": action, "count": found.count,
                                            "limit": found.limit, "model": call.model if call else None}))
-        if found.action == "kill":
+        if action == "kill":
             trip = LoopDetected(
                 f"Session {session.id!r} was stopped by loop detection: {found.message}. Every later call "
                 f"in this session is refused before it is sent; start a new session once the agent is fixed.",
@@ -105,7 +110,7 @@ class Stops:
             if call is not None:
                 self.refused(session, call.model, call.provider, trip, now)
             raise trip
-        if found.action == "degrade" and not state.loop_degrade:
+        if action == "degrade" and not state.loop_degrade:
             state.loop_degrade = True
             if self.degrading:
                 notifier.emit(notifier.event("degraded", f"{message}; later calls are degraded", session,

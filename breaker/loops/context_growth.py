@@ -21,8 +21,10 @@ class ContextGrowth(Detector):
     its whole history pays for it again at every step, so its spend grows with
     the square of the steps; ``degrade`` (the default) makes later calls
     follow ``Degrade`` (``keep_last_messages`` trims the history). 100,000 is
-    the input *bound* (UTF-8 bytes in strict mode, ~25-50k real tokens): past
-    that, every further step costs cents on a frontier model.
+    the input's byte-count bound (``Call.input_bytes`` where the adapter gives it:
+    UTF-8 bytes in strict mode, ~25-50k real tokens), not the tighter bound learned
+    from the provider's reports: past that, every further step costs cents on a
+    frontier model.
     """
 
     signal = "context_growth"
@@ -34,7 +36,7 @@ class ContextGrowth(Detector):
         self.limit, self.rising, self.action = limit, rising, action
 
     def check(self, state: LoopState, call: Call, now: float) -> Detection | None:
-        size = call.input_tokens
+        size = call.input_tokens if call.input_bytes is None else call.input_bytes  # the byte-count bound, always
         try:
             mem: list[int] = state._memory[self]  # last size, run length, fired
         except KeyError:  # the first call: no run yet

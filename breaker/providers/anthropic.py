@@ -26,7 +26,8 @@ from .trim import trim_messages, trimmed_bound
 __all__ = ["MessagesAdapter"]
 
 
-_estimate = ESTIMATOR.estimate  # the hot-path choices are explained in providers/openai.py
+_bounds = ESTIMATOR.bounds  # the hot-path choices are explained in providers/openai.py
+_learn = ESTIMATOR.learn
 
 
 def messages_usage(u: Any, tool_calls: int = 0) -> Usage:
@@ -161,14 +162,14 @@ class MessagesAdapter(Adapter):
         cap = kwargs.get("max_tokens")
         if cap is not None and cap.__class__ in SENTINELS:
             cap = None
-        bound, fp, n = _estimate(model, messages, system=system, tools=tools, strict=strict)
+        bound, by_bytes, fp, n = _bounds(model, messages, system=system, tools=tools, strict=strict)
 
         def trimmed_input(keep: int) -> int:  # Call.trimmed_input: a closure, not a partial (see trim.py)
             return trimmed_bound(model, messages, "anthropic", system, tools, strict, keep)
 
         return Call(
             model, "anthropic", bound, cap, fp, tool_names(tools) if tools else (), "chat",
-            kwargs.get("stream") is True, n, {}, trimmed_input,
+            kwargs.get("stream") is True, n, {}, trimmed_input, by_bytes, _learn,
         )
 
     def apply(self, kwargs: dict[str, Any], patch: Patch, call: Call) -> dict[str, Any]:

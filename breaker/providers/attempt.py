@@ -18,10 +18,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from ..adapter import Call, Patch, Ticket, UnreadableUsage, usage_error
+from ..adapter import Call, Patch, Ticket, warn_unreadable
 from ..errors import Tripped
+from ..estimate import OneShot, materialize
 from ..usage import Usage
-from .streams import AsyncGuardedStream, GuardedStream, Meter, RawStreamResponse
+from .streams import AsyncGuardedStream, GuardedStream, Meter
 
 if TYPE_CHECKING:
     from ..adapter import Guard
@@ -117,7 +118,15 @@ class Attempt:
                 # A generator can be read once: read it here and send the list (``kwargs`` is this call's own dict).
                 kwargs[key] = list(v)
         # Strict input bounds unless the guard opts into the loose estimate (Breaker(input_estimate="loose")).
-        call = adapter.describe(kwargs, guard.input_estimate != "loose")
+        strict = guard.input_estimate != "loose"
+        try:
+            call = adapter.describe(kwargs, strict)
+        except OneShot:
+            # An iterator deeper inside (a part's content, a namespace's tools): send a copy with it read
+            # into a list, which the SDK serialises the same way; the caller's objects stay as they were.
+            for key, v in kwargs.items():
+                kwargs[key] = materialize(v)
+            call = adapter.describe(kwargs, strict)
         return None if call is None else cls(adapter, call, kwargs)
 
     def request(self, ticket: Ticket) -> dict[str, Any]:
@@ -157,34 +166,46 @@ class Attempt:
             return Settlement(None, sent=False)
         return Settlement(None, error=exc)  # a cancellation: Breaker.settle bills the input bound
 
-    def response(self, ticket: Ticket, body: Any) -> tuple[Settlement, UnreadableUsage | None]:
-        """How to settle a (parsed) response, and the error to raise once it is settled.
+    def response(self, ticket: Ticket, body: Any) -> Settlement:
+        """How to settle a (parsed) response.
 
-        When its usage cannot be read, the reserved worst case is billed (no spend
-        is lost) and a ``UsageError`` that says so is raised after settling.
+        When its usage cannot be read (a mock server, a proxy, an OpenAI-compatible
+        host, counts that are not integers), the reserved worst case is billed, so no
+        spend is lost, and the response is still returned: ``warn_unreadable``.
         """
         try:
             usage, tool_calls = self.adapter.result(body)
-            return Settlement(usage, tool_calls), None
+            return Settlement(usage, tool_calls)
         except Exception as exc:
-            if isinstance(exc, UnreadableUsage):
-                error = exc
-            else:
-                error = usage_error(f"{self.adapter.name} returned usage breaker cannot read",
-                                    f"{type(exc).__name__}: {exc}")
-                error.__cause__ = exc
-            return Settlement(ticket.worst_case_usage(), (), error), error
+            warn_unreadable(self.adapter.name, exc)
+            return Settlement(ticket.worst_case_usage())
+
+    def unread(self, ticket: Ticket, exc: BaseException | None = None) -> Settlement:
+        """How to settle a raw response whose body breaker never read usage from.
+
+        The request was sent, so it is billed: the reserved worst case (the caller
+        closed or dropped it, read it raw, or its ``parse`` raised), or, when the
+        error ``parse`` raised carries the response (``LengthFinishReasonError``),
+        that response's usage. A ``parse`` error is recorded as the call's error.
+        """
+        error = exc if isinstance(exc, Exception) else None
+        if exc is not None:
+            early = self.adapter.finished_early(exc)
+            if early is not None:
+                try:
+                    return Settlement(self.adapter.usage(early), self.adapter.tool_calls(early), error)
+                except Exception:  # fall through: the worst case
+                    pass
+        return Settlement(ticket.worst_case_usage(), (), error)
 
     def stream(self, guard: Guard, ticket: Ticket, result: Any) -> Any:
-        """The metered proxy for a streamed result, or ``None`` when it is not a stream
-        after all (a server that ignored ``stream=True``): settle it as a response then."""
-        meter = self.adapter.meter(self.hide)
+        """The metered proxy for a streamed result (the SDK's stream, or what a raw
+        response's ``parse`` returned), or ``None`` when it is not a stream after all
+        (a server that ignored ``stream=True``): settle it as a response then."""
         cls = type(result)
-        if is_raw(result):
-            return RawStreamResponse(result, guard, ticket, meter)
         if hasattr(cls, "__anext__"):
-            return AsyncGuardedStream(result, guard, ticket, meter)
+            return AsyncGuardedStream(result, guard, ticket, self.adapter.meter(self.hide))
         if hasattr(cls, "__next__"):
-            return GuardedStream(result, guard, ticket, meter)
+            return GuardedStream(result, guard, ticket, self.adapter.meter(self.hide))
         ticket.call.stream = False
         return None

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..adapter import Call, Patch, usage_error
-from ..estimate import ESTIMATOR, args_fingerprint
+from ..estimate import ESTIMATOR, args_fingerprint, measure
 from ..usage import Usage
 from .attempt import Adapter
 from ._shapes import SENTINELS, cap_value, field as _get, count as _int, tool_names, value
@@ -40,7 +40,27 @@ def _reasoning_model(model: str) -> bool:
 # unpack a dict: about half of the construction cost; tests/providers/test_hot_paths.py
 # pins the field order), and read kwargs and usage inline rather than through
 # ``value()`` / ``field()`` / ``count()`` (a call layer each).
-_estimate = ESTIMATOR.estimate
+_bounds = ESTIMATOR.bounds
+_learn = ESTIMATOR.learn
+
+
+# Request parameters besides the content that make two requests different ones (a new turn of a
+# stored conversation, another forced tool): folded into the fingerprint, so that loop detection
+# does not count them as the same request sent again.
+_CHAT_DISTINCT = ("tool_choice", "response_format")
+_RESPONSES_DISTINCT = ("previous_response_id", "conversation", "tool_choice", "text")
+
+
+def _distinct(kwargs: Mapping[str, Any], keys: tuple[str, ...]) -> Any:
+    """A hashable summary of those of ``keys`` the request gives, or ``None`` (the usual case)."""
+    found = None
+    for key in keys:
+        v = kwargs.get(key)
+        if v is not None and v.__class__ not in SENTINELS:
+            if found is None:
+                found = []
+            found.append((key, v if isinstance(v, str) else hash(measure(v)[2])))
+    return None if found is None else tuple(found)
 
 
 # ------------------------------------------------------------------ chat completions
@@ -98,6 +118,16 @@ def _chat_usage(u: Any, tool_calls: int) -> Usage:
     )
 
 
+_BARE_CHUNK = frozenset({"id", "object", "created", "model", "system_fingerprint", "service_tier", "choices",
+                         "usage", "obfuscation"})
+
+
+def _bare(chunk: Any) -> bool:
+    """Whether a chat stream chunk carries nothing but usage (the chunk ``include_usage`` adds)."""
+    fields = getattr(chunk, "model_fields_set", None)
+    return fields is not None and fields <= _BARE_CHUNK and not getattr(chunk, "model_extra", None)
+
+
 class ChatMeter(Meter):
     __slots__ = ()
 
@@ -107,7 +137,9 @@ class ChatMeter(Meter):
             self.usage = chat_usage(usage, len(self._tools))
         choices = chunk.choices
         if not choices:
-            return not (self.hide_usage and usage is not None)
+            # Hide only the bare usage chunk breaker asked for: one that carries anything else
+            # (a field the SDK declares, such as moderation, or one a host adds) is the caller's.
+            return not (self.hide_usage and usage is not None and _bare(chunk))
         for choice in choices:
             delta = choice.delta
             if delta is None:
@@ -145,7 +177,8 @@ class ChatAdapter(Adapter):
         tools = kwargs.get("tools") or kwargs.get("functions")
         if tools is not None and (tools.__class__ in SENTINELS or not tools):
             tools = value(kwargs, "tools") or value(kwargs, "functions")  # a sentinel or an empty value: the exact rule
-        bound, fp, n = _estimate(model, messages, tools=tools, strict=strict)
+        bound, by_bytes, fp, n = _bounds(model, messages, tools=tools, strict=strict,
+                                         extra=_distinct(kwargs, _CHAT_DISTINCT))
 
         def trimmed_input(keep: int) -> int:  # Call.trimmed_input: a closure, not a partial (see trim.py)
             return trimmed_bound(model, messages, "openai", None, tools, strict, keep)
@@ -161,7 +194,7 @@ class ChatAdapter(Adapter):
                 cap = cap * choices
         return Call(
             model, "openai", bound, cap, fp, tool_names(tools) if tools else (), "chat",
-            kwargs.get("stream") is True, n, {}, trimmed_input,
+            kwargs.get("stream") is True, n, {}, trimmed_input, by_bytes, _learn,
         )
 
     def apply(self, kwargs: dict[str, Any], patch: Patch, call: Call) -> dict[str, Any]:
@@ -340,7 +373,8 @@ class ResponsesAdapter(Adapter):
         system = kwargs.get("instructions")
         if system is not None and system.__class__ in SENTINELS:
             system = None
-        bound, fp, n = _estimate(model, messages, system=system, tools=tools, strict=strict)
+        bound, by_bytes, fp, n = _bounds(model, messages, system=system, tools=tools, strict=strict,
+                                         extra=_distinct(kwargs, _RESPONSES_DISTINCT))
 
         def trimmed_input(keep: int) -> int:  # Call.trimmed_input: a closure, not a partial (see trim.py)
             return trimmed_bound(model, messages or (), "openai-responses", system, tools, strict, keep)
@@ -350,7 +384,7 @@ class ResponsesAdapter(Adapter):
             cap = None
         return Call(
             model, "openai", bound, cap, fp, tool_names(tools) if tools else (), "responses",
-            kwargs.get("stream") is True, n, {}, trimmed_input if messages is not None else None,
+            kwargs.get("stream") is True, n, {}, trimmed_input if messages is not None else None, by_bytes, _learn,
         )
 
     def apply(self, kwargs: dict[str, Any], patch: Patch, call: Call) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import importlib
 import inspect
+import logging
 import sys
 import threading
 from collections.abc import Mapping
@@ -31,12 +32,14 @@ import wrapt
 from ..errors import ConfigError
 from . import _shapes
 from .attempt import Adapter
-from .drivers import AsyncStreamManager, StreamManager, run_async, run_sync
+from .drivers import open_stream, run_async, run_sync
 
 if TYPE_CHECKING:
     from ..adapter import Guard
 
 __all__ = ["instrument", "uninstrument", "wrap"]
+
+log = logging.getLogger("breaker")
 
 # (module, class, method, adapter key, kind): kind "call" for request methods, "manager" for Anthropic
 # stream(), "http" for a client's post() (the key names the SDK's model routes in _ROUTES).
@@ -110,6 +113,22 @@ def _post_body(wrapped: Callable[..., Any], args: tuple, kwargs: dict, **body: A
     return wrapped(*args, **{**kwargs, "body": body})
 
 
+_MODEL_TYPES: dict[Any, bool] = {}
+
+
+def _parses_a_model(cast_to: Any) -> bool:
+    """Whether ``post(cast_to=...)`` parses the answer as a model result (a pydantic model class).
+
+    A caller that posts to a model route for the raw answer (``cast_to=httpx.Response``,
+    ``object``, ``dict``) reads the body itself: breaker could only meter it by reading it
+    first, which changes what the caller gets, so such posts pass through.
+    """
+    known = _MODEL_TYPES.get(cast_to)
+    if known is None:
+        known = _MODEL_TYPES[cast_to] = isinstance(cast_to, type) and hasattr(cast_to, "model_fields")
+    return known
+
+
 def _make_http_wrapper(guard: Guard, routes: dict[str, Adapter], is_async: bool, switch: _Switch) -> Callable[..., Any]:
     """Wrap a client's ``post``: a model request not already in flight goes through the pipeline."""
     run = run_async if is_async else run_sync
@@ -118,7 +137,7 @@ def _make_http_wrapper(guard: Guard, routes: dict[str, Adapter], is_async: bool,
         if guard.inflight() is not None or not switch.on:  # the common case first: sent by a patched method
             return wrapped(*args, **kwargs)
         body = kwargs.get("body")
-        if not isinstance(body, Mapping):
+        if not isinstance(body, Mapping) or not _parses_a_model(kwargs.get("cast_to")):
             return wrapped(*args, **kwargs)
         path = args[0] if args else kwargs.get("path")
         adapter = routes.get(path.partition("?")[0]) if isinstance(path, str) else None
@@ -129,14 +148,58 @@ def _make_http_wrapper(guard: Guard, routes: dict[str, Adapter], is_async: bool,
     return http_wrapper
 
 
-def _make_wrapper(guard: Guard, adapter: Adapter, kind: str, is_async: bool, switch: _Switch) -> Callable[..., Any]:
+def _bind_descriptor(descriptor: Any, obj: Any) -> Any:
+    """``descriptor`` (a class's function, or whatever wraps it) bound to ``obj``."""
+    return descriptor.__get__(obj, type(obj))
+
+
+def _call_layer(wrapper: Callable[..., Any], wrapped: Callable[..., Any], instance: Any, *args: Any, **kw: Any) -> Any:
+    return wrapper(wrapped, instance, args, kw)
+
+
+def _bind_layer(wrapper: Callable[..., Any], inner: Callable[[Any], Any], obj: Any) -> Any:
+    """A ``wrap()`` stream patch, with what it wraps, bound to ``obj`` (for a second guard's ``wrap``)."""
+    return functools.partial(_call_layer, wrapper, inner(obj), obj)
+
+
+def _stream_binder(resource: Any, method: str) -> Callable[[Any], Any] | None:
+    """How ``wrap()``'s stream patch calls ``resource.method`` bound to a copy of ``resource``.
+
+    ``open_stream`` runs the SDK's ``stream()`` on a copy of the resource (see
+    there), through whatever wraps it: the class's attribute (the SDK's function,
+    ``instrument()``'s patch, another instrumentation's wrapper), or another
+    guard's ``wrap()`` of this same client. ``None`` when something else replaced
+    the method on this very object (a test's mock): it cannot be re-bound, so
+    such calls pass straight through to it, with a warning now.
+    """
+    own = vars(resource).get(method)
+    if own is None:
+        return functools.partial(_bind_descriptor, inspect.getattr_static(type(resource), method))
+    layer = getattr(own, "_self_breaker_bind", None)
+    if layer is not None:
+        return layer
+    if inspect.ismethod(own) and own.__self__ is resource:
+        return functools.partial(_bind_descriptor, own.__func__)
+    log.warning(
+        "breaker.wrap(): this client's %s.%s was replaced on the object by something else; calls to it pass "
+        "through unmetered. Wrap the client before replacing it, or use guard.instrument().",
+        type(resource).__name__, method,
+    )
+    return None
+
+
+def _make_wrapper(
+    guard: Guard, adapter: Adapter, kind: str, is_async: bool, switch: _Switch,
+    bind: Callable[[Any], Any] | None = None,
+) -> Callable[..., Any]:
+    """The wrapt wrapper of one patched method; ``bind`` (for ``"manager"``, Anthropic's ``stream()``)
+    gives the method bound to another object, as ``open_stream`` needs."""
     if kind == "manager":
-        manager = AsyncStreamManager if is_async else StreamManager
 
         def stream_wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict) -> Any:
-            if not switch.on:
+            if not switch.on or bind is None:
                 return wrapped(*args, **kwargs)
-            return manager(guard, adapter, wrapped, args, kwargs)
+            return open_stream(guard, adapter, bind, instance, args, kwargs, is_async)
 
         return stream_wrapper
     if is_async:
@@ -188,7 +251,8 @@ def instrument(guard: Guard) -> None:
                 routes = {path: adapters[name] for path, name in _ROUTES[key].items()}
                 wrapper = _make_http_wrapper(guard, routes, _is_async(cls_name, original), switch)
             else:
-                wrapper = _make_wrapper(guard, adapters[key], kind, _is_async(cls_name, original), switch)
+                bind = functools.partial(_bind_descriptor, original) if kind == "manager" else None
+                wrapper = _make_wrapper(guard, adapters[key], kind, _is_async(cls_name, original), switch, bind)
             patched = wrapt.FunctionWrapper(original, wrapper)
             setattr(cls, method, patched)
             patches.append((cls, method, original, patched))
@@ -238,9 +302,15 @@ def wrap(guard: Guard, client: Any) -> Any:
             bound = getattr(resource, method, None)
             if bound is None:
                 continue
-            kind = "manager" if key == "messages" and method == "stream" else "call"
-            wrapper = _make_wrapper(guard, adapters[key], kind, is_async, _Switch())
-            setattr(resource, method, wrapt.FunctionWrapper(bound, wrapper))
+            if key == "messages" and method == "stream":
+                bind = _stream_binder(resource, method)
+                wrapper = _make_wrapper(guard, adapters[key], "manager", is_async, _Switch(), bind)
+                patched = wrapt.FunctionWrapper(bound, wrapper)
+                if bind is not None:
+                    patched._self_breaker_bind = functools.partial(_bind_layer, wrapper, bind)  # type: ignore[attr-defined]
+            else:
+                patched = wrapt.FunctionWrapper(bound, _make_wrapper(guard, adapters[key], "call", is_async, _Switch()))
+            setattr(resource, method, patched)
             found = True
     if not found:
         raise ConfigError(

@@ -33,13 +33,13 @@ from typing import TYPE_CHECKING, Any
 
 import wrapt
 
-from ..adapter import UnreadableUsage, args_fingerprint, stream_overrun, usage_error
+from ..adapter import args_fingerprint, stream_overrun, warn_unreadable
 from ..usage import Usage
 
 if TYPE_CHECKING:
     from ..adapter import Guard, Ticket
 
-__all__ = ["AsyncGuardedStream", "GuardedStream", "Meter", "RawStreamResponse"]
+__all__ = ["AsyncGuardedStream", "GuardedStream", "Meter"]
 
 log = logging.getLogger("breaker")
 
@@ -102,7 +102,7 @@ class _Metered:
     only add the settlement's I/O.
     """
 
-    __slots__ = ("guard", "ticket", "meter", "done", "reading")
+    __slots__ = ("guard", "ticket", "meter", "done", "reading", "unreadable")
 
     def __init__(self, guard: Guard, ticket: Ticket, meter: Meter) -> None:
         self.guard = guard
@@ -110,25 +110,25 @@ class _Metered:
         self.meter = meter
         self.done = False
         self.reading = False  # inside the SDK's __next__: its own closing is followed by an end or an error
+        self.unreadable = False  # an event's usage could not be read: the stream bills its worst case
 
-    def take(self, event: Any) -> tuple[bool, BaseException | None, Exception | None]:
-        """Feed one event: ``(show it, the error that ends the stream, the error settle records)``.
+    def take(self, event: Any) -> tuple[bool, BaseException | None]:
+        """Feed one event: ``(show it, the error that ends the stream)``.
 
-        Usage the provider sent that cannot be read bills the reserved worst case
-        (no spend lost) and ends the stream with a ``UsageError`` that says so; an
-        answer past the reservation ends it with the stream cut (``stream_overrun``).
+        An event breaker cannot read (usage it cannot parse, a shape it does not
+        know) is still shown: the stream goes on and is billed at its reserved worst
+        case (``warn_unreadable``). An answer past the reservation ends the stream
+        with the stream cut (``stream_overrun``).
         """
         meter = self.meter
         try:
             show = meter.feed(event)
         except Exception as exc:
-            meter.usage = self.ticket.worst_case_usage()
-            if isinstance(exc, UnreadableUsage):
-                return False, exc, exc
-            error = usage_error("A stream carried usage breaker cannot read", f"{type(exc).__name__}: {exc}")
-            error.__cause__ = exc
-            return False, error, error
-        return show, stream_overrun(self.ticket, meter.seen_output), None
+            if not self.unreadable:
+                self.unreadable = True
+                warn_unreadable("A streamed answer", exc)
+            show = True
+        return show, stream_overrun(self.ticket, meter.seen_output)
 
     def closed(self) -> None:
         if not self.reading:
@@ -141,7 +141,7 @@ class _Metered:
         self.done = True
         meter, ticket = self.meter, self.ticket
         ticket.streamed_output = meter.seen_output
-        usage = meter.usage
+        usage = ticket.worst_case_usage() if self.unreadable else meter.usage
         if usage is None:
             usage = meter.billed(ticket)
         return usage, meter.tool_calls(), error if isinstance(error, Exception) else None
@@ -234,9 +234,9 @@ class GuardedStream(wrapt.ObjectProxy):  # type: ignore[misc]
                 raise
             finally:
                 g.reading = False
-            show, end, report = g.take(event)
+            show, end = g.take(event)
             if end is not None:
-                g.finish(report)
+                g.finish()
                 self.__wrapped__.close()
                 raise end
             if show:
@@ -282,9 +282,9 @@ class AsyncGuardedStream(wrapt.ObjectProxy):  # type: ignore[misc]
                 raise
             finally:
                 g.reading = False
-            show, end, report = g.take(event)
+            show, end = g.take(event)
             if end is not None:
-                await g.finish_async(report)
+                await g.finish_async()
                 await self.__wrapped__.close()
                 raise end
             if show:
@@ -306,23 +306,3 @@ class AsyncGuardedStream(wrapt.ObjectProxy):  # type: ignore[misc]
         g = getattr(self, "_self_g", None)
         if g is not None:
             g.abandoned()
-
-
-class RawStreamResponse(wrapt.ObjectProxy):  # type: ignore[misc]
-    """``with_raw_response.create(stream=True)``: ``parse()`` returns the metered stream."""
-
-    def __init__(self, wrapped: Any, guard: Guard, ticket: Ticket, meter: Meter) -> None:
-        super().__init__(wrapped)
-        self._self_args = (guard, ticket, meter)
-        self._self_stream: Any = None
-
-    def parse(self, *args: Any, **kwargs: Any) -> Any:
-        if self._self_stream is None:
-            inner = self.__wrapped__.parse(*args, **kwargs)
-            cls = AsyncGuardedStream if hasattr(inner, "__anext__") else GuardedStream
-            self._self_stream = cls(inner, *self._self_args)
-        return self._self_stream
-
-    def __del__(self) -> None:
-        if self._self_stream is None:  # never parsed: the request was still sent
-            _Metered(*self._self_args).abandoned()

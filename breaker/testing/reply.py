@@ -46,6 +46,8 @@ class Reply:
         raw_usage: sent verbatim as the response's ``usage`` (for malformed-usage tests).
         ignore_cap: answer ``output_tokens`` words even past the request's cap
             (a provider that does not honour ``max_tokens``).
+        usage_chunk_extra: more top-level fields on a chat stream's usage chunk, as
+            some OpenAI-compatible hosts send (Groq's ``x_groq``, search citations).
     """
 
     text: str = "Hello from FakeLLM."
@@ -64,6 +66,7 @@ class Reply:
     usage_in_stream: bool = True
     raw_usage: Any = None
     ignore_cap: bool = False
+    usage_chunk_extra: Mapping[str, Any] | None = None
 
 
 ReplyLike = Union[Reply, Callable[["Received"], Reply]]

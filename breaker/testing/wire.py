@@ -91,7 +91,7 @@ def _chat_events(r: Rendered, model: str, body: dict[str, Any]) -> list[Event]:
     events.append(chunk({}, _chat_finish(r)))
     if usage_wanted:
         events.append((None, {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
-                              "choices": [], "usage": _chat_usage(r)}))
+                              "choices": [], "usage": _chat_usage(r), **(r.reply.usage_chunk_extra or {})}))
     events.append((None, "[DONE]"))
     return events
 

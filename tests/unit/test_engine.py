@@ -181,7 +181,7 @@ def test_no_cap_is_injected_when_the_budget_does_not_bind():
     guard = Breaker(budgets=[Budget(usd=100)], alerts=[])
     ticket = guard.admit(call(out=None))
     assert ticket.patch.max_output_tokens is None
-    tight = Breaker(budgets=[Budget(usd=0.01)], alerts=[])
+    tight = Breaker(budgets=[Budget(usd=0.005)], alerts=[])  # less than gpt-4o-mini's 16,384-token ceiling
     assert tight.admit(call(out=None)).patch.max_output_tokens is not None
 
 
@@ -481,3 +481,67 @@ def test_a_call_abandoned_mid_request_bills_its_input_bound_and_is_no_failure():
         assert s.calls == 4 and s.tokens == 3010
         with pytest.raises(LoopDetected):  # ...and that failure does count
             guard.admit(call())
+
+
+def test_outside_a_session_loop_detection_does_not_run_and_nothing_is_sticky(caplog):
+    """Calls outside any session are no agent run (an SDK's own tests, a web worker's unrelated
+    requests): loop detection neither refuses them nor warns about them."""
+    sink = Sink()
+    guard = Breaker(alerts=[sink], loops=LoopPolicy(max_identical=2, max_errors=2))
+    same = Call(MINI, "openai", input_tokens=100, max_output_tokens=10, fingerprint="same-request")
+    with caplog.at_level("WARNING", logger="breaker"):
+        for _ in range(6):
+            guard.settle(guard.admit(same), Usage(100, 10))
+        for _ in range(4):
+            guard.settle(guard.admit(same), None, error=ValueError("HTTP 400"))
+    assert guard.spent("session", "anonymous").calls == 10  # all ten were admitted
+    assert guard.current_session().tripped is None
+    assert not [e for e in sink if e.kind in ("loop", "tripped")]
+    assert sum("outside any guard.session()" in r.getMessage() for r in caplog.records) == 1  # warned once
+    with guard.session("run"):  # inside a session the same loop is still a kill
+        with pytest.raises(LoopDetected):
+            for _ in range(3):
+                guard.settle(guard.admit(same), Usage(100, 10))
+
+
+def test_outside_a_session_a_session_budget_rolls_over_session_ttl():
+    clock = Clock()
+    guard = Breaker(budgets=[Budget(calls=2)], alerts=[], session_ttl="10m", clock=clock)
+    run(guard, 2)
+    with pytest.raises(BudgetExceeded, match="Calls outside any session") as refused:
+        run(guard, 1)
+    assert "window" in str(refused.value) and guard.current_session().tripped is None  # not sticky
+    clock.advance(620)  # the window and its last bucket (windows never forget early)
+    run(guard, 2)  # the window freed: session-less calls go on
+    assert guard.spent("session", "anonymous").calls == 4
+    with guard.session("lifetime"):  # a real session keeps the lifetime budget
+        run(guard, 2)
+        with pytest.raises(BudgetExceeded, match="Every later call"):
+            run(guard, 1)
+
+
+def test_a_failing_learn_hook_never_loses_the_charge(caplog):
+    def broken(fingerprint, tokens):
+        raise RuntimeError("learner down")
+
+    guard = Breaker(alerts=[])
+    with guard.session("learn") as s:
+        c = Call(MINI, "openai", input_tokens=1000, max_output_tokens=10, fingerprint=1, input_bytes=1000, learn=broken)
+        guard.settle(guard.admit(c), Usage(800, 10))
+        assert s.calls == 1 and s.tokens == 810
+    assert any("learning a request's reported input failed" in r.getMessage() for r in caplog.records)
+
+
+def test_a_learned_bound_is_not_used_for_a_model_of_another_tokenizer():
+    guard = Breaker(alerts=[], degrade=Degrade(model_map={"gpt-4o": "gpt-3.5-turbo", "gpt-4.1": "gpt-4o-mini"}),
+                    loops=LoopPolicy(max_identical=1, on_detect="degrade"))
+    with guard.session("tokenizers"):
+        for _ in range(2):  # a repeat: the loop detector degrades the session's later calls
+            guard.settle(guard.admit(Call("gpt-4o", "openai", input_tokens=10, max_output_tokens=1, fingerprint=0)),
+                         Usage(10, 1))
+        other = guard.admit(Call("gpt-4o", "openai", input_tokens=100, max_output_tokens=10, fingerprint=1,
+                                 input_bytes=4000))
+        same = guard.admit(Call("gpt-4.1", "openai", input_tokens=100, max_output_tokens=10, fingerprint=2,
+                                input_bytes=4000))
+    assert other.model == "gpt-3.5-turbo" and other.call.input_tokens == 4000  # cl100k may count more: bytes
+    assert same.model == "gpt-4o-mini" and same.call.input_tokens == 100  # o200k both: the learned bound holds
