@@ -10,12 +10,11 @@ call cost.
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from typing import Any, Iterable, Mapping, Sequence
 
 from breaker import ConfigError, Usage
-from breaker.adapter import Call
-
-from breaker.adapter import args_fingerprint, estimate, measure
+from breaker.adapter import ESTIMATOR, Call, args_fingerprint, measure
 
 __all__ = [
     "CAP_FIELDS",
@@ -26,6 +25,7 @@ __all__ = [
     "tool_calls_of",
     "usage_from_message",
     "usage_or_bound",
+    "wire_messages",
 ]
 
 log = logging.getLogger("breaker.langchain")
@@ -120,6 +120,65 @@ def _tool_name(tool: Any) -> str:
     return str(getattr(tool, "name", type(tool).__name__))
 
 
+_WIRE: OrderedDict[int, tuple[Any, Any, Any, tuple[Any, ...]]] = OrderedDict()
+_MAX_WIRE = 16_384
+
+
+def wire_messages(messages: Sequence[Any]) -> list[Any]:
+    """The messages as the provider receives them: OpenAI chat dicts (``convert_to_openai_messages``).
+
+    What a chat model sends is its messages' role, content and tool calls, not the
+    ``BaseMessage`` objects with their ids, metadata and usage: the input bound is
+    taken of this form, the one the SDK layer sees. Each message object is converted
+    once and the same dicts are returned for it afterwards (checked by the identity
+    of the message, its ``content`` and its ``tool_calls``), so that a growing
+    agent history costs O(1) a step here and in ``ESTIMATOR``, whose caches go by
+    object identity too. Plain dicts (already in that form) pass as they are.
+    """
+    from langchain_core.messages import convert_to_openai_messages
+
+    out: list[Any] = []
+    cache = _WIRE
+    for m in messages:
+        if isinstance(m, dict):
+            out.append(m)
+            continue
+        content = getattr(m, "content", None)
+        calls = getattr(m, "tool_calls", None)
+        hit = cache.get(id(m))
+        if hit is not None and hit[0] is m and hit[1] is content and hit[2] is calls:
+            out.extend(hit[3])
+            continue
+        try:
+            converted = convert_to_openai_messages(m)
+        except Exception:  # a message type LangChain cannot convert: measured as it is
+            converted = m
+        items = tuple(converted) if isinstance(converted, list) else (converted,)
+        cache[id(m)] = (m, content, calls, items)
+        if len(cache) > _MAX_WIRE:
+            cache.popitem(last=False)
+        out.extend(items)
+    return out
+
+
+_TOOL_LISTS: OrderedDict[tuple[int, ...], tuple[tuple[Any, ...], list[Any]]] = OrderedDict()
+
+
+def _tools_data(tools: Sequence[Any]) -> list[Any] | None:
+    """The tool schemas as sent, the same list object for the same tools (``ESTIMATOR`` measures it once)."""
+    if not tools:
+        return None
+    key = tuple(id(t) for t in tools)
+    hit = _TOOL_LISTS.get(key)
+    if hit is not None and all(a is b for a, b in zip(hit[0], tools)):
+        return hit[1]
+    data = [_tool_data(t) for t in tools]
+    _TOOL_LISTS[key] = (tuple(tools), data)
+    if len(_TOOL_LISTS) > 256:
+        _TOOL_LISTS.popitem(last=False)
+    return data
+
+
 def describe(
     model: str,
     provider: str | None,
@@ -128,13 +187,19 @@ def describe(
     *,
     max_output_tokens: int | None = None,
     stream: bool = False,
+    strict: bool = True,
 ) -> Call:
-    """The ``Call`` for a LangChain chat request: strict input bound, cap, content-free fingerprint.
+    """The ``Call`` for a LangChain chat request: input bound, cap, content-free fingerprint.
 
-    The messages go to ``breaker.adapter.estimate`` as they are (it measures each
-    message object once, so a growing agent history costs O(1) a step).
+    The input is bounded as the SDK layer bounds the same request: of its wire form
+    (``wire_messages``, tool schemas as ``convert_to_openai_tool`` gives them) with
+    ``ESTIMATOR.bounds``, so the bound is tightened from the provider's reported input
+    of the request this one extends (``learn``, called at settlement). ``strict`` is
+    ``guard.input_estimate != "loose"``.
     """
-    bound, fp, count = estimate(model, list(messages), tools=[_tool_data(t) for t in tools] or None)
+    bound, by_bytes, fp, count = ESTIMATOR.bounds(
+        model, wire_messages(messages), tools=_tools_data(tools), strict=strict,
+    )
     return Call(
         model,
         provider,
@@ -145,6 +210,8 @@ def describe(
         stream=stream,
         messages=count,
         attrs={"framework": "langchain"},
+        input_bytes=by_bytes,
+        learn=ESTIMATOR.learn,
     )
 
 

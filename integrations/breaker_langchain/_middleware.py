@@ -120,7 +120,8 @@ class BreakerMiddleware(AgentMiddleware):
     def _describe(self, request: ModelRequest) -> Call:
         name, provider, cap = identity(request.model, request.model_settings, model=self.model)
         messages = [request.system_message, *request.messages] if request.system_message else request.messages
-        return describe(name, provider, messages, request.tools, max_output_tokens=cap)
+        return describe(name, provider, messages, request.tools, max_output_tokens=cap,
+                        strict=self.guard.input_estimate != "loose")
 
     def _stop(self, trip: Tripped) -> ExtendedModelResponse:
         if self.exit_behavior == "error":

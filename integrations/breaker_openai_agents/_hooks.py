@@ -9,9 +9,10 @@ fixed the model and its settings when it calls them, so a ticket's patch
 that the budget can pay only with such a patch is refused rather than sent
 unchanged (it could spend more than was reserved). Set
 ``ModelSettings(max_tokens=...)`` on the agent so the worst case is bounded
-by your cap; for OpenAI models, ``guard.instrument()`` patches the real
-request, and these hooks then stand aside so each call is counted once
-(see docs/integrations.md).
+by your cap; for OpenAI models (and LiteLLM's OpenAI and Azure routes, which
+LiteLLM sends with the OpenAI SDK), ``guard.instrument()`` patches the real
+request, and these hooks then stand aside so each call is counted once, and
+capped by the layer that can cap it (see docs/integrations.md).
 
 The SDK runs the two ``on_llm_*`` hooks in their own tasks, so the ticket
 cannot travel in a ``contextvars`` variable from one to the other (nor into
@@ -23,13 +24,14 @@ next call starts or when the run's context is garbage-collected.
 
 from __future__ import annotations
 
+import copy
 import threading
 import weakref
 from typing import Any
 
 from breaker import Breaker, ConfigError, Usage
-from breaker.adapter import Call, Ticket
-from breaker.adapter import args_fingerprint, estimate
+from breaker.adapter import ESTIMATOR, Call, Ticket
+from breaker.adapter import args_fingerprint
 
 try:
     from agents import Agent, RunContextWrapper, RunHooks
@@ -115,14 +117,76 @@ class BreakerHooks(RunHooks[Any]):
         if name.startswith("litellm/"):  # "litellm/anthropic/claude-..."; the price table splits the prefix
             name, provider = name[len("litellm/"):], None
         tools = [_tool_data(t) for t in agent.tools] + [_handoff_data(h) for h in agent.handoffs]
-        items = [input_items] if isinstance(input_items, str) else list(input_items)
-        bound, fp, count = estimate(name, items, system=system_prompt, tools=tools or None)
+        # The SDK's input items are the Responses API's wire items (what it sends, or converts one for one
+        # into chat messages): bounded as the SDK layer bounds them, tightened from the reported input of
+        # the request they extend.
+        items = _stable([{"role": "user", "content": input_items}] if isinstance(input_items, str) else list(input_items))
+        bound, by_bytes, fp, count = ESTIMATOR.bounds(
+            name, items, system=system_prompt, tools=tools or None, strict=self.guard.input_estimate != "loose",
+        )
         settings = agent.model_settings
         return Call(
             name, provider, input_tokens=bound, max_output_tokens=settings.max_tokens if settings else None,
             fingerprint=fp, tools=tuple(t["name"] for t in tools), operation="chat", messages=count,
-            attrs={"framework": "openai-agents", "agent": agent.name},
+            attrs={"framework": "openai-agents", "agent": agent.name}, input_bytes=by_bytes, learn=ESTIMATOR.learn,
         )
+
+
+# ---------------------------------------------------------------------- stable message objects
+class _NotPlain(Exception):
+    pass
+
+
+def _content_key(value: Any) -> Any:
+    """A hashable key of a JSON-plain value (type-tagged, so ``1``, ``1.0`` and ``True`` differ)."""
+    t = type(value)
+    if t is str:
+        return value
+    if t is dict:
+        if not all(type(k) is str for k in value):
+            raise _NotPlain
+        return (dict, *[(k, _content_key(v)) for k, v in value.items()])
+    if t is list:
+        return (list, *[_content_key(v) for v in value])
+    if value is None or t is int or t is float or t is bool:
+        return (t, value)
+    raise _NotPlain
+
+
+_INTERNED: dict[Any, Any] = {}
+_MAX_INTERNED = 16_384
+
+
+def _stable(items: Any) -> Any:
+    """``items`` with each plain message dict replaced by one private copy per content.
+
+    The Agents SDK rebuilds the message dicts of a conversation on every call, and
+    ``ESTIMATOR`` follows a conversation by the identity of its messages (to measure
+    only what was appended, and to bound it from the provider's reported input of
+    the request it extends): equal messages become the same object here. The copy
+    is breaker's own, so nothing the framework later does to its dicts changes it.
+    Other items pass as they are.
+    """
+    if type(items) is not list:
+        return items
+    table = _INTERNED
+    out = []
+    for m in items:
+        if type(m) is not dict:
+            out.append(m)
+            continue
+        try:
+            key = _content_key(m)
+        except _NotPlain:
+            out.append(m)
+            continue
+        hit = table.get(key)
+        if hit is None:
+            hit = table[key] = copy.deepcopy(m)
+            if len(table) > _MAX_INTERNED:  # oldest first (dicts keep insertion order)
+                table.pop(next(iter(table)), None)
+        out.append(hit)
+    return out
 
 
 def _seen_by_sdk_layer(guard: Breaker, model: Any) -> bool:
@@ -137,12 +201,34 @@ def _seen_by_sdk_layer(guard: Breaker, model: Any) -> bool:
         return True
     if not guard.instrumented:
         return False
+    route = _litellm_route(model)
+    if route is not None:  # LiteLLM sends OpenAI and Azure routes with the (patched) OpenAI SDK
+        return _litellm_provider(route) in ("openai", "azure")
     if model is None or isinstance(model, str):
-        return not (isinstance(model, str) and model.startswith("litellm/"))
+        return True
     from agents.models.openai_chatcompletions import OpenAIChatCompletionsModel
     from agents.models.openai_responses import OpenAIResponsesModel
 
     return isinstance(model, (OpenAIChatCompletionsModel, OpenAIResponsesModel))
+
+
+def _litellm_route(model: Any) -> str | None:
+    """The LiteLLM route (``"openai/gpt-4o"``) of a ``"litellm/..."`` model name or a ``LitellmModel``."""
+    if isinstance(model, str):
+        return model[len("litellm/"):] if model.startswith("litellm/") else None
+    if type(model).__module__.startswith("agents.extensions.models.litellm"):
+        name = getattr(model, "model", None)
+        return name if isinstance(name, str) else None
+    return None
+
+
+def _litellm_provider(route: str) -> str | None:
+    try:
+        import litellm
+
+        return str(litellm.get_llm_provider(model=route)[1])
+    except Exception:  # LiteLLM missing, or a route it does not know: the hooks count the call
+        return None
 
 
 def usage_from_agents(usage: Any) -> Usage:

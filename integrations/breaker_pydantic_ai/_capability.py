@@ -10,16 +10,24 @@ counts the request once.
 
 It keeps no per-run state on the instance: the ticket lives in the
 ``wrap_model_request`` frame and the session in ``contextvars``.
+
+The input bound is taken of what the model receives, not of pydantic-ai's message
+objects (their timestamps, part kinds and run ids are not sent): each message is
+mapped once to the OpenAI chat form its model sends (``wire_messages``: role, text,
+tool calls and returns; any part it does not know is measured whole, which only
+over-counts), bounded with ``ESTIMATOR.bounds`` as the SDK layer bounds a request,
+and tightened from the provider's reported input of the request it extends.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Literal, Mapping
+from collections import OrderedDict
+from typing import Any, Literal, Mapping, Sequence
 
 from breaker import Breaker, ConfigError, Tripped, Usage
-from breaker.adapter import Call, Ticket
-from breaker.adapter import args_fingerprint, estimate, lower_effort
+from breaker.adapter import ESTIMATOR, Call, Ticket
+from breaker.adapter import args_fingerprint, lower_effort
 
 try:
     from pydantic_ai.capabilities import AbstractCapability
@@ -33,7 +41,7 @@ except ImportError as exc:  # pragma: no cover - exercised by the missing-framew
         f"pip install 'agent-cost-breaker[pydantic-ai]'"
     ) from exc
 
-__all__ = ["BreakerCapability", "usage_from_pydantic_ai"]
+__all__ = ["BreakerCapability", "usage_from_pydantic_ai", "wire_messages"]
 
 # pydantic-ai's provider names -> the names the price table knows.
 _PROVIDERS = {"google-gla": "google", "google-vertex": "google", "bedrock": "aws"}
@@ -101,17 +109,16 @@ class BreakerCapability(AbstractCapability[Any]):
         provider = _PROVIDERS.get(vendor, vendor) if vendor is not None else None
         params = rc.model_request_parameters
         tools = [*(params.function_tools or ()), *(getattr(params, "output_tools", None) or ())]
-        system = to_jsonable_python(getattr(params, "instruction_parts", None) or [])
-        bound, fp, count = estimate(
-            name, to_jsonable_python(rc.messages), system=system or None,
-            tools=to_jsonable_python(tools) or None,
+        bound, by_bytes, fp, count = ESTIMATOR.bounds(
+            name, wire_messages(rc.messages), system=_instructions(params),
+            tools=_tool_schemas(tools, params) or None, strict=self.guard.input_estimate != "loose",
         )
         settings = rc.model_settings or {}
         cap = settings.get("max_tokens")
         return Call(
             name, provider, input_tokens=bound, max_output_tokens=cap if isinstance(cap, int) else None,
             fingerprint=fp, tools=tuple(t.name for t in tools), stream=bool(getattr(rc, "streaming", False)),
-            messages=count, attrs={"framework": "pydantic-ai"},
+            messages=count, attrs={"framework": "pydantic-ai"}, input_bytes=by_bytes, learn=ESTIMATOR.learn,
         )
 
     def _patched(self, rc: ModelRequestContext, ticket: Ticket) -> ModelRequestContext:
@@ -152,6 +159,127 @@ class BreakerCapability(AbstractCapability[Any]):
                     f"BreakerCapability(guard, models={{{target!r}: <Model for {target}>}})"
                 ) from exc
         return found
+
+
+# ---------------------------------------------------------------------- the request as sent
+_WIRE: OrderedDict[int, tuple[Any, Any, int, tuple[dict[str, Any], ...]]] = OrderedDict()
+_MAX_WIRE = 16_384
+
+
+def wire_messages(messages: Sequence[Any]) -> list[dict[str, Any]]:
+    """pydantic-ai messages as OpenAI chat dicts: what a model sends of them, for the input bound.
+
+    Each message object is mapped once (checked by the identity of the message and
+    of its parts list, and the list's length) and the same dicts are returned for it
+    afterwards, so a growing history costs O(1) a step here and in ``ESTIMATOR``.
+    """
+    out: list[dict[str, Any]] = []
+    cache = _WIRE
+    for m in messages:
+        parts = getattr(m, "parts", None)
+        hit = cache.get(id(m))
+        if hit is not None and hit[0] is m and hit[1] is parts and hit[2] == len(parts or ()):
+            out.extend(hit[3])
+            continue
+        items = _response(m) if getattr(m, "kind", None) == "response" else _request(m)
+        cache[id(m)] = (m, parts, len(parts or ()), items)
+        if len(cache) > _MAX_WIRE:
+            cache.popitem(last=False)
+        out.extend(items)
+    return out
+
+
+def _request(message: Any) -> tuple[dict[str, Any], ...]:
+    out: list[dict[str, Any]] = []
+    for part in getattr(message, "parts", None) or ():
+        kind = getattr(part, "part_kind", None)
+        if kind == "system-prompt":
+            out.append({"role": "system", "content": part.content})
+        elif kind == "user-prompt":
+            content = part.content
+            out.append({"role": "user", "content": content if isinstance(content, str)
+                        else [_user_content(c) for c in content]})
+        elif kind == "tool-return":
+            out.append({"role": "tool", "tool_call_id": part.tool_call_id, "content": _text(part, "model_response_str")})
+        elif kind == "retry-prompt":
+            text = _text(part, "model_response")
+            if getattr(part, "tool_name", None):
+                out.append({"role": "tool", "tool_call_id": part.tool_call_id, "content": text})
+            else:
+                out.append({"role": "user", "content": text})
+        else:  # a part this mapping does not know: measured whole (an over-count, never an under-count)
+            out.append({"role": "user", "content": to_jsonable_python(part, fallback=str)})
+    return tuple(out)
+
+
+def _response(message: Any) -> tuple[dict[str, Any], ...]:
+    texts: list[str] = []
+    calls: list[dict[str, Any]] = []
+    other: list[Any] = []
+    for part in message.parts:
+        kind = getattr(part, "part_kind", None)
+        if kind == "text":
+            texts.append(part.content)
+        elif kind == "tool-call":
+            calls.append({"id": part.tool_call_id, "type": "function",
+                          "function": {"name": part.tool_name, "arguments": part.args_as_json_str()}})
+        elif kind == "thinking":  # sent back to some providers (Anthropic, with its signature): counted
+            other.append([part.content, getattr(part, "signature", None)])
+        else:
+            other.append(to_jsonable_python(part, fallback=str))
+    wire: dict[str, Any] = {"role": "assistant", "content": "".join(texts)}
+    if calls:
+        wire["tool_calls"] = calls
+    if other:
+        wire["parts"] = other
+    return (wire,)
+
+
+def _user_content(item: Any) -> Any:
+    if isinstance(item, str):
+        return {"type": "text", "text": item}
+    kind = getattr(item, "kind", None)
+    if kind == "image-url" or (kind == "binary" and getattr(item, "is_image", False)):
+        return {"type": "image_url"}  # a fixed bound per image (breaker.estimate), not its bytes
+    if kind == "binary":
+        return {"type": "file", "file": {"data": item.data, "media_type": getattr(item, "media_type", "")}}
+    if kind in ("document-url", "audio-url", "video-url"):
+        return {"type": "file", "file": {"url": getattr(item, "url", "")}}
+    return to_jsonable_python(item, fallback=str)
+
+
+def _text(part: Any, method: str) -> Any:
+    try:
+        return getattr(part, method)()
+    except Exception:  # an older or newer part: its content, measured whole
+        return to_jsonable_python(getattr(part, "content", part), fallback=str)
+
+
+def _instructions(params: Any) -> str | None:
+    """The system instructions sent with the request (``Agent(instructions=...)`` and dynamic ones)."""
+    parts = getattr(params, "instruction_parts", None) or ()
+    texts = [p.content if isinstance(getattr(p, "content", None), str) else str(to_jsonable_python(p, fallback=str))
+             for p in parts]
+    prompted = getattr(params, "prompted_output_instructions", None)
+    if isinstance(prompted, str) and prompted:
+        texts.append(prompted)
+    return "\n\n".join(texts) or None
+
+
+def _tool_schemas(tools: Sequence[Any], params: Any) -> list[Any]:
+    """The tool definitions (and a native structured output's schema) as the provider receives them."""
+    out: list[Any] = [
+        {"type": "function", "function": {"name": t.name, "description": t.description or "",
+                                          "parameters": t.parameters_json_schema}}
+        for t in tools
+    ]
+    output = getattr(params, "output_object", None)
+    if output is not None:
+        out.append({"type": "json_schema", "name": output.name, "schema": output.json_schema})
+    native = getattr(params, "native_tools", None)
+    if native:
+        out.append(to_jsonable_python(native, fallback=str))
+    return out
 
 
 def stop_response(trip: Tripped) -> ModelResponse:

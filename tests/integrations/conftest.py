@@ -11,6 +11,7 @@ import pytest  # noqa: E402
 from genai_prices import Usage as GUsage, calc_price  # noqa: E402
 
 import breaker  # noqa: E402
+import breaker.adapter  # noqa: E402
 
 
 def genai_usd(model: str, provider: str, **usage: int) -> float:
@@ -36,7 +37,26 @@ def events() -> Events:
     return Events()
 
 
+class Recording(breaker.Breaker):
+    """A ``Breaker`` that keeps each ``Call`` a plugin admits, with its input bound as admitted."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.admitted: list[tuple[breaker.adapter.Call, int]] = []
+
+    def admit(self, call, session=None):
+        self.admitted.append((call, call.input_tokens))
+        return super().admit(call, session)
+
+    async def admit_async(self, call, session=None):
+        self.admitted.append((call, call.input_tokens))
+        return await super().admit_async(call, session)
+
+    def bounds(self) -> list[int]:
+        return [bound for _, bound in self.admitted]
+
+
 SECRET = "PROMPT-SECRET-7f3a"
 """Put in prompts; must never appear in anything the library emits."""
 
-__all__ = ["Decimal", "Events", "SECRET", "genai_usd"]
+__all__ = ["Decimal", "Events", "Recording", "SECRET", "genai_usd"]

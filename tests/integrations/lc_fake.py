@@ -86,3 +86,62 @@ class ScriptedChat(BaseChatModel):
 
 def fake(script=runaway, *, model: str = "gpt-4o", provider: str = "openai", sent: list | None = None) -> ScriptedChat:
     return ScriptedChat(model_name=model, provider=provider, script=script, sent=[] if sent is None else sent)
+
+
+class HonestChat(ScriptedChat):
+    """A ``ScriptedChat`` whose usage follows the request, for tests and benchmarks about money.
+
+    ScriptedChat reports whatever its script says (2,000 input tokens for any prompt);
+    this one reports what a provider would count for what it received: input is
+    ``breaker.testing.reply.count_input`` of the request in the OpenAI wire format
+    (``convert_to_openai_messages`` of the messages, and the tool schemas it was bound
+    with), a count that is always below breaker's strict bound, as a tokenizer's is;
+    output is the script's, never past the request's ``max_tokens``. A reply the cap
+    cuts short is cut as a provider cuts it: its tool calls are dropped (a cut
+    answer cannot carry a complete call), and ``cut`` counts such replies.
+    """
+
+    cut: list = []  # one entry per reply cut short by its max_tokens (shared by the degraded copies)
+    inputs: list = []  # the input tokens reported for each call, in order
+
+    def _reply(self, messages: list[BaseMessage], kwargs: dict) -> ChatResult:
+        cap = kwargs.get("max_tokens", self.max_tokens)
+        self.sent.append((self.model_name, cap, len(messages)))
+        message = self.script(len(self.sent), messages)
+        meta = dict(message.usage_metadata or usage(0, len(str(message.content).split())))
+        meta["input_tokens"] = request_tokens(messages, kwargs.get("tools"))
+        self.inputs.append(meta["input_tokens"])
+        update: dict[str, Any] = {}
+        if cap is not None and meta["output_tokens"] > cap:  # the provider stops at the cap
+            meta["output_tokens"] = cap
+            self.cut.append(len(self.sent))
+            update = {"tool_calls": [], "content": " ".join(str(message.content).split()[:cap])}
+        meta["total_tokens"] = meta["input_tokens"] + meta["output_tokens"]
+        update.update(usage_metadata=meta,
+                      response_metadata={"model_name": self.model_name, "model_provider": self.provider})
+        return ChatResult(generations=[ChatGeneration(message=message.model_copy(update=update))])
+
+    def _stream(self, messages, stop=None, run_manager=None, **kwargs: Any):  # pragma: no cover - not used
+        raise NotImplementedError("HonestChat does not stream")
+
+    def bind_tools(self, tools, *, tool_choice=None, **kwargs: Any):
+        from langchain_core.utils.function_calling import convert_to_openai_tool
+
+        return self.bind(tools=[convert_to_openai_tool(t) for t in tools], **kwargs)
+
+
+def request_tokens(messages: list[Any], tools: list | None = None) -> int:
+    """What a provider counts for a LangChain request: ``count_input`` of its OpenAI wire form."""
+    from langchain_core.messages import convert_to_openai_messages
+
+    from breaker.testing.reply import count_input
+
+    body: dict[str, Any] = {"messages": convert_to_openai_messages(messages)}
+    if tools:
+        body["tools"] = tools
+    return count_input(body)
+
+
+def honest(script=runaway, *, model: str = "gpt-4o", provider: str = "openai", max_tokens: int | None = None) -> HonestChat:
+    return HonestChat(model_name=model, provider=provider, script=script, sent=[], cut=[], inputs=[],
+                      max_tokens=max_tokens)

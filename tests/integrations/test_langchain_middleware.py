@@ -222,3 +222,127 @@ def test_a_degrade_lowers_the_reasoning_effort_but_never_raises_it():
 
     assert efforts_sent("high") == ["high", "medium", "medium"]  # degraded from the second call on
     assert efforts_sent("low") == ["low", "low", "low"]  # the caller asked for less than the degrade: kept
+
+
+# ---------------------------------------------------------------------- issue #16: tight bounds, no false kills
+def history_with_metadata() -> list:
+    """A conversation as LangChain holds it: ids, response metadata and usage on every message
+    (none of which the provider receives)."""
+    from langchain_core.messages import HumanMessage, ToolMessage
+
+    out: list = [HumanMessage(f"find the report {SECRET}", id="h0")]
+    for n in range(4):
+        out.append(AIMessage(
+            "", id=f"a{n}", tool_calls=[{"name": "search", "args": {"q": f"report part {n}"}, "id": f"call_{n}"}],
+            usage_metadata=usage(900 + n, 40), response_metadata={
+                "model_name": "gpt-4o-2024-08-06", "finish_reason": "tool_calls", "system_fingerprint": "fp_abc123",
+                "token_usage": {"prompt_tokens": 900 + n, "completion_tokens": 40, "total_tokens": 940 + n},
+            },
+        ))
+        out.append(ToolMessage(f"part {n}: " + "figures " * 20, tool_call_id=f"call_{n}", id=f"t{n}", name="search"))
+    return out
+
+
+@pytest.mark.parametrize("mode", ["strict", "loose"])
+def test_the_input_bound_is_the_sdk_layers_bound_of_the_wire_form(mode):
+    from langchain_core.messages import convert_to_openai_messages
+    from langchain_core.utils.function_calling import convert_to_openai_tool
+
+    from breaker.adapter import ESTIMATOR, estimate
+
+    from .conftest import Recording
+    from .lc_fake import honest
+
+    def done(n, messages):
+        return AIMessage("done", usage_metadata=usage(0, 5))
+
+    guard = Recording(alerts=[], input_estimate=mode)
+    history = history_with_metadata()
+    agent = create_agent(honest(done), tools=[search], middleware=[BreakerMiddleware(guard)])
+    with guard.session(f"lc-wire-{mode}"):
+        agent.invoke({"messages": history})
+    (call, bound), = guard.admitted
+    wire = convert_to_openai_messages(history)
+    expected, by_bytes, _, count = ESTIMATOR.bounds("gpt-4o", wire, tools=[convert_to_openai_tool(search)],
+                                                    strict=mode == "strict", history=False)
+    assert (bound, call.input_bytes, call.messages) == (expected, by_bytes, count)
+    assert call.learn == ESTIMATOR.learn
+    as_objects = estimate("gpt-4o", history, tools=[convert_to_openai_tool(search)])[0]
+    assert bound < as_objects / (1.5 if mode == "strict" else 4)  # ids and metadata are not on the wire
+
+
+def test_each_step_is_bounded_from_the_input_the_provider_reported_for_the_last():
+    from .conftest import Recording
+    from .lc_fake import honest
+
+    def five_steps(n, messages):
+        return runaway(n, messages) if n < 5 else AIMessage("done", usage_metadata=usage(0, 5))
+
+    guard = Recording(alerts=[])
+    model = honest(five_steps)
+    agent = create_agent(model, tools=[search], middleware=[BreakerMiddleware(guard)])
+    with guard.session("lc-learned"):
+        agent.invoke(ask())
+    calls = guard.admitted
+    assert len(calls) == len(model.inputs) == 5
+    assert calls[0][1] == calls[0][0].input_bytes  # nothing reported yet: the bytes bound
+    for (call, bound), reported in zip(calls, model.inputs):
+        assert reported <= bound <= call.input_bytes  # never below what the provider counted
+    # From the third step on, tighter than the bytes. (The second is not: ESTIMATOR follows a conversation
+    # by its first two messages, and the first request had one. With a system prompt it has two.)
+    assert all(bound < call.input_bytes for call, bound in calls[2:])
+
+
+def test_an_agent_spends_its_budget_to_the_last_affordable_call():
+    """Issue #16's target: >= 95% of the budget used at the kill, a degrade first, zero overshoot."""
+    from breaker.pricing import NANO, PriceBook
+
+    from .lc_fake import honest, request_tokens
+
+    guard = Breaker(budgets=[Budget(usd=0.02, degrade_at=0.5)], degrade=Degrade(model_map={"gpt-4o": "gpt-4o-mini"}),
+                    alerts=[])
+
+    def step(n, messages):
+        return AIMessage("Not settled yet; looking further. " * 3, usage_metadata=usage(0, 120),
+                         tool_calls=[{"name": "search", "args": {"q": f"sub-question {n}"}, "id": f"call_{n}"}])
+
+    @tool
+    def lookup(q: str) -> str:
+        """Look it up."""
+        return f"Results for {q}: " + "a passage with enough detail to keep looking. " * 5
+
+    model = honest(step)
+    agent = create_agent(model, tools=[lookup], middleware=[BreakerMiddleware(guard)])
+    with guard.session("lc-utilization") as s:
+        result = agent.invoke(ask(), config={"recursion_limit": 10_000})
+    assert result["messages"][-1].name == "breaker" and s.tripped.reason == "budget"
+    names = [name for name, _, _ in model.sent]
+    assert "gpt-4o-mini" in names and names[-1] == "gpt-4o-mini"  # degraded before the kill
+    # the refused call, priced as it would have gone out at the least (min_output_tokens of output)
+    from langchain_core.utils.function_calling import convert_to_openai_tool
+
+    refused = request_tokens(result["messages"][:-1], [convert_to_openai_tool(lookup)])
+    price = PriceBook().lookup("gpt-4o-mini", "openai")
+    refused_usd = price.cost(breaker.Usage(refused, guard.min_output_tokens)) / NANO
+    assert s.cost_usd <= 0.02
+    assert (s.cost_usd + refused_usd) / 0.02 >= 0.95
+
+
+def test_a_call_the_budget_cannot_give_min_output_tokens_ends_the_run_with_a_message():
+    from .lc_fake import honest
+
+    def step(n, messages):
+        return AIMessage("", tool_calls=[{"name": "search", "args": {"q": f"attempt {n}"}, "id": f"call-{n}"}],
+                         usage_metadata=usage(0, 300))
+
+    guard = Breaker(budgets=[Budget(usd=0.03)], alerts=[], min_output_tokens=400)
+    model = honest(step)  # no max_tokens: breaker lowers the cap as the budget runs out, never below 400
+    agent = create_agent(model, tools=[search], middleware=[BreakerMiddleware(guard)])
+    with guard.session("lc-min-output") as s:
+        result = agent.invoke(ask())
+    last = result["messages"][-1]
+    assert last.name == "breaker" and "min_output_tokens" in last.content
+    assert isinstance(s.tripped, BudgetExceeded) and s.cost_usd <= 0.03
+    caps = [cap for _, cap, _ in model.sent]
+    assert caps and all(cap >= 400 for cap in caps)  # never a call with a cap too small to be of use
+    assert len(model.sent) == s.calls and not model.cut

@@ -193,3 +193,66 @@ async def test_async_degrade_lowers_the_reasoning_effort_but_never_raises_it(fak
 
     assert await efforts_sent("high") == ["high", "medium", "medium"]  # degraded from the second call on
     assert await efforts_sent("low") == ["low", "low", "low"]  # the caller asked for less than the degrade: kept
+
+
+# ---------------------------------------------------------------------- issue #16: tight bounds, no false kills
+def check_learned(calls, requests) -> None:
+    from breaker.testing.reply import count_input
+
+    assert len(calls) == len(requests) == 4
+    for (call, bound), request in zip(calls, requests):
+        assert count_input(request.body) <= bound <= call.input_bytes  # what FakeLLM reported, the bytes
+    assert all(bound < call.input_bytes for call, bound in calls[1:])
+
+
+def grown(messages, reply, n):
+    return [*messages, {"role": "assistant", "content": reply.choices[0].message.content},
+            {"role": "user", "content": f"continue {n}"}]
+
+
+def test_a_growing_conversation_is_bounded_from_the_reported_input(fake, logger_for):
+    """LiteLLM copies the messages of every call; the bound still follows the conversation: from the second
+    call on it starts from the input the provider reported for the one before, never below what it counted."""
+    from .conftest import Recording
+
+    guard = Recording(alerts=[])
+    logger = logger_for(guard)
+    messages = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "start (sync)"}]
+    with guard.session("litellm-learned"):
+        for n in range(4):
+            reply = ask(fake, messages)
+            assert logger.wait_settled()
+            messages = grown(messages, reply, n)
+    check_learned(guard.admitted, fake.requests)
+
+
+async def test_a_growing_async_conversation_is_bounded_from_the_reported_input(fake, logger_for):
+    from .conftest import Recording
+
+    guard = Recording(alerts=[])
+    logger = logger_for(guard)
+    messages = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "start (async)"}]
+    async with guard.session("litellm-learned-async"):
+        for n in range(4):
+            reply = await litellm.acompletion(model="openai/gpt-4o", api_base=fake.base_url, api_key="k",
+                                              messages=messages, max_tokens=500)
+            assert await logger.wait_settled_async()
+            messages = grown(messages, reply, n)
+    check_learned(guard.admitted, fake.requests)
+
+
+@pytest.mark.parametrize("mode", ["strict", "loose"])
+def test_input_estimate_is_honoured(fake, logger_for, mode):
+    from breaker.adapter import ESTIMATOR
+
+    from .conftest import Recording
+
+    guard = Recording(alerts=[], input_estimate=mode)
+    logger = logger_for(guard)
+    messages = [{"role": "user", "content": f"{mode}: " + "words to count " * 40}]
+    with guard.session(f"litellm-{mode}"):
+        ask(fake, messages)
+        assert logger.wait_settled()
+    (call, bound), = guard.admitted
+    assert bound == ESTIMATOR.bounds("gpt-4o", messages, strict=mode == "strict", history=False)[0]
+    assert call.learn == ESTIMATOR.learn

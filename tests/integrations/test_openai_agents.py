@@ -183,3 +183,96 @@ async def test_with_the_sdk_layer_each_call_is_counted_once(how):
         assert result.final_output == "done"
         assert fake.count == 2 and s.calls == 2
         assert s.cost_usd > 0
+
+
+# ---------------------------------------------------------------------- issue #16: tight bounds, no false kills
+async def test_the_input_bound_tightens_from_the_reported_input_though_the_sdk_rebuilds_its_items():
+    """The SDK hands the hooks new input-item dicts on every turn; the bound still follows the
+    conversation: from the third request on it starts from the input the provider reported for the
+    one before, and input_estimate is honoured."""
+    from breaker.adapter import ESTIMATOR
+
+    from .conftest import Recording
+
+    def five(n):
+        return runaway(n) if n < 5 else answer("done", usage(0, 5))
+
+    first = {}
+    for mode in ("strict", "loose"):
+        guard = Recording(alerts=[], input_estimate=mode)
+        model = ScriptedModel(five)
+        agent = Agent("a", instructions="be brief", model=model, tools=[search],
+                      model_settings=ModelSettings(max_tokens=500))
+        async with guard.session(f"agents-learned-{mode}") as s:
+            await Runner.run(agent, f"go ({mode})", hooks=BreakerHooks(guard), max_turns=20)
+        calls = guard.admitted
+        assert len(calls) == len(model.sent) == s.calls == 5
+        assert calls[0][0].learn == ESTIMATOR.learn and calls[0][1] == calls[0][0].input_bytes
+        assert all(bound < call.input_bytes for call, bound in calls[2:])
+        first[mode] = calls[0][1]
+    assert first["loose"] < first["strict"] / 2  # a quarter of the bytes (plus the same overheads)
+
+
+async def test_a_litellm_route_through_the_openai_sdk_is_counted_once_under_instrument():
+    pytest.importorskip("litellm")
+    from agents.extensions.models.litellm_model import LitellmModel
+
+    from breaker.testing import FakeLLM, Reply
+
+    guard = Breaker(budgets=[Budget(usd=1.0)], alerts=[])
+    with FakeLLM(default=Reply(text="done", input_tokens=50)) as fake:
+        guard.instrument()
+        try:
+            agent = Agent("a", model=LitellmModel("openai/gpt-4o", base_url=fake.base_url, api_key="k"))
+            async with guard.session("agents-litellm-once") as s:
+                result = await Runner.run(agent, "go", hooks=BreakerHooks(guard))
+        finally:
+            guard.uninstrument()
+    assert result.final_output == "done"
+    assert fake.count == s.calls == 1  # LiteLLM posts it with the patched OpenAI SDK: the hooks stand aside
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+async def test_under_instrument_a_call_the_budget_cannot_give_min_output_tokens_is_never_sent(streamed):
+    """With the Responses API, an answer cut by its cap is a ModelBehaviorError (response.incomplete) out of
+    the SDK: a call the budget can pay only a useless cap for must be refused before it goes out, and the run
+    end with the budget's stop, not with that error."""
+    from agents import OpenAIResponsesModel
+
+    from breaker.testing import FakeLLM, Reply
+
+    guard = Breaker(budgets=[Budget(usd=0.002)], alerts=[], min_output_tokens=300)  # ~190 output tokens of gpt-4o
+    with FakeLLM(default=Reply(text="word " * 250)) as fake:
+        guard.instrument()
+        try:
+            agent = Agent("a", model=OpenAIResponsesModel("gpt-4o", fake.async_openai()))
+            with pytest.raises(breaker.SessionKilled) as killed:
+                async with guard.session(f"agents-min-output-{streamed}") as s:
+                    if streamed:
+                        run = Runner.run_streamed(agent, "go", hooks=BreakerHooks(guard))
+                        async for _ in run.stream_events():
+                            pass
+                    else:
+                        await Runner.run(agent, "go", hooks=BreakerHooks(guard))
+        finally:
+            guard.uninstrument()
+    assert isinstance(killed.value.__cause__, BudgetExceeded) and "min_output_tokens" in str(killed.value)
+    assert fake.count == 0 and s.calls == 0
+
+
+async def test_under_instrument_a_call_without_max_tokens_is_capped_by_the_sdk_layer_not_refused():
+    from agents import OpenAIChatCompletionsModel
+
+    from breaker.testing import FakeLLM, Reply
+
+    guard = Breaker(budgets=[Budget(usd=0.10)], alerts=[])  # 16,384 output tokens of gpt-4o would cost $0.16
+    with FakeLLM(default=Reply(text="done", input_tokens=40)) as fake:
+        guard.instrument()
+        try:
+            agent = Agent("a", model=OpenAIChatCompletionsModel("gpt-4o", fake.async_openai()))
+            async with guard.session("agents-capped") as s:
+                result = await Runner.run(agent, "go", hooks=BreakerHooks(guard))
+        finally:
+            guard.uninstrument()
+    assert result.final_output == "done" and fake.count == s.calls == 1
+    assert 0 < fake.requests[0].output_cap < 16_384

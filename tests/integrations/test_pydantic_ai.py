@@ -186,3 +186,75 @@ async def test_a_degrade_lowers_the_reasoning_effort_but_never_raises_it():
 
     assert await efforts_sent("high") == ["high", "medium", "medium"]  # degraded from the second request on
     assert await efforts_sent("low") == ["low", "low", "low"]  # the caller asked for less than the degrade: kept
+
+
+# ---------------------------------------------------------------------- issue #16: tight bounds, no false kills
+@pytest.mark.parametrize("mode", ["strict", "loose"])
+async def test_the_input_bound_is_of_what_the_model_receives_and_tightens_from_its_reports(mode):
+    """pydantic-ai's message objects carry timestamps, part kinds and run ids the provider never sees:
+    the bound is of the request as sent, and from the third request on it starts from the input the
+    provider reported for the one before (never below what was counted)."""
+    from pydantic_core import to_jsonable_python
+
+    from breaker.adapter import ESTIMATOR, estimate
+
+    from .conftest import Recording
+
+    reported: list[int] = []
+    expected: list[int] = []
+
+    def five_steps(n, messages, info: AgentInfo):
+        if n == 1:  # the first request as the provider receives it: the prompt, the instructions, the tool schema
+            tools = [{"type": "function", "function": {"name": t.name, "description": t.description or "",
+                                                       "parameters": t.parameters_json_schema}}
+                     for t in info.function_tools]
+            expected.append(ESTIMATOR.bounds("gpt-4o", [{"role": "user", "content": "hi"}], system=info.instructions,
+                                             tools=tools, strict=mode == "strict", history=False)[0])
+            expected.append(estimate("gpt-4o", to_jsonable_python(messages), system=info.instructions, tools=tools,
+                                     strict=mode == "strict")[0])
+        # like a tokenizer: about a quarter of what is sent, less than the bytes
+        size = sum(len(m["content"] or "") + len(str(m.get("tool_calls", ""))) for m in wire_of(messages)) // 4 + 30
+        reported.append(size)
+        if n >= 5:
+            return ModelResponse(parts=[TextPart("done")], usage=RequestUsage(input_tokens=size, output_tokens=5))
+        return ModelResponse(parts=[ToolCallPart("search", {"q": f"attempt {n}"}, tool_call_id=f"c{n}")],
+                             usage=RequestUsage(input_tokens=size, output_tokens=20))
+
+    from breaker_pydantic_ai._capability import wire_messages as wire_of
+
+    class WithInfo(Scripted):
+        def __call__(self, messages, info):
+            self.sent.append((info.model_settings or {}).get("max_tokens"))
+            return self.script(len(self.sent), messages, info)
+
+    guard = Recording(alerts=[], input_estimate=mode)
+    fake = WithInfo(five_steps)
+    async with guard.session(f"pai-wire-{mode}"):
+        result = await make_agent(fake.model, guard).run("hi")
+    assert result.output == "done"
+    calls = guard.admitted
+    first, bound = calls[0]
+    assert bound == first.input_bytes and first.learn == ESTIMATOR.learn
+    assert bound == expected[0]
+    assert bound < expected[1] * 0.7  # the message objects as pydantic-ai holds them: a third more
+    for (call, b), counted in zip(calls, reported):
+        assert b <= call.input_bytes
+        if mode == "strict":
+            assert counted <= b
+    assert all(b < call.input_bytes for call, b in calls[2:])
+
+
+async def test_a_request_the_budget_cannot_give_min_output_tokens_ends_the_run_gracefully():
+    guard = Breaker(budgets=[Budget(usd=0.02)], alerts=[], min_output_tokens=400)
+
+    def step(n, messages):
+        return ModelResponse(parts=[ToolCallPart("search", {"q": f"attempt {n}"}, tool_call_id=f"c{n}")],
+                             usage=RequestUsage(input_tokens=300, output_tokens=300))
+
+    fake = Scripted(step)
+    async with guard.session("pai-min-output") as s:
+        result = await make_agent(fake.model, guard).run("go")
+    assert result.output.startswith("Stopped by agent-cost-breaker") and "min_output_tokens" in result.output
+    assert isinstance(s.tripped, BudgetExceeded) and s.cost_usd <= 0.02
+    assert fake.sent and all(cap is not None and cap >= 400 for cap in fake.sent)  # never a useless cap
+    assert len(fake.sent) == s.calls
