@@ -21,6 +21,8 @@ SCRIPTS = [
     ("bench_overhead.py", []),
     ("bench_memory.py", []),
     ("bench_ledgers.py", ["--repeats", "3"]),
+    ("bench_utilization.py", []),
+    ("bench_utilization_langchain.py", []),
 ]
 QUICK = {"bench_overhead.py": ["--rounds", "5"], "bench_ledgers.py": ["--quick", "--repeats", "1"]}
 
