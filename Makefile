@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-all
 
-.PHONY: demo test typecheck setup system-deps bench clean
+.PHONY: demo test typecheck setup system-deps bench sdk-suites clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,11 @@ typecheck: setup
 
 bench: setup system-deps
 	$(BIN)/python benchmarks/run.py
+
+# Not part of `make test`: the openai and anthropic SDKs' own test suites, alone and
+# under instrument(), with the tests that only fail under the breaker (tools/sdk_suites/run.py).
+sdk-suites: setup
+	$(BIN)/python tools/sdk_suites/run.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis
