@@ -180,6 +180,7 @@ class Guard(Protocol):
     """What an adapter or plugin may call on the engine (``breaker.Breaker`` implements it)."""
 
     input_estimate: str  # "strict" (an upper bound) or "loose": pass ``strict=`` to ``estimate`` accordingly
+    stream_usage: bool  # may a stream request be changed to report its usage (OpenAI chat's include_usage)
 
     @property
     def instrumented(self) -> bool:

@@ -39,12 +39,13 @@ class Settings:
     min_output_tokens: int
     reservation_wait: float
     session_ttl: int
+    stream_usage: bool
 
 
 def configure(
     *, budgets: Sequence[Budget] | Budget, loops: Any, degrade: Any, alerts: Sequence[Any] | None, ledger: Any,
     unknown_price: str, on_ledger_error: str, input_estimate: str, min_output_tokens: int,
-    reservation_wait: float, session_ttl: str | timedelta | int,
+    reservation_wait: float, session_ttl: str | timedelta | int, stream_usage: bool = True,
 ) -> Settings:
     if isinstance(budgets, Budget):
         budgets = [budgets]
@@ -69,6 +70,8 @@ def configure(
         raise ConfigError(f"on_ledger_error={on_ledger_error!r}: use 'closed' (refuse calls) or 'open' (allow, alert)")
     if input_estimate not in ("strict", "loose"):
         raise ConfigError(f"input_estimate={input_estimate!r}: use 'strict' (no overshoot) or 'loose'")
+    if not isinstance(stream_usage, bool):
+        raise ConfigError(f"stream_usage={stream_usage!r}: use True (ask streams for their usage) or False")
     if type(min_output_tokens) is not int or min_output_tokens < 1:
         raise ConfigError(f"min_output_tokens={min_output_tokens!r} must be a whole number of at least 1")
     if alerts is None:
@@ -95,5 +98,5 @@ def configure(
                 f"(blocking=True: the engine keeps async callers off its round trips)")
     return Settings(
         tuple(budgets), loops, degrade, sinks, ledger, unknown_price, on_ledger_error, input_estimate,
-        min_output_tokens, float(reservation_wait), parse_window(session_ttl, what="session_ttl"),
+        min_output_tokens, float(reservation_wait), parse_window(session_ttl, what="session_ttl"), stream_usage,
     )

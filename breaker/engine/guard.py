@@ -11,6 +11,7 @@ reach it through ``breaker.adapter``'s ``Guard`` protocol.
 
 from __future__ import annotations
 
+import functools
 import time
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
@@ -93,6 +94,11 @@ class Breaker:
             closed and idle this long.
         on_ledger_error: ``"closed"`` refuses calls while a shared ledger is
             unreachable, ``"open"`` lets them through and alerts.
+        stream_usage: ``True`` adds ``stream_options={"include_usage": true}`` to OpenAI
+            chat streams that lack it (and hides the bare usage chunk that adds), so a
+            stream is billed what the provider counted; ``False`` sends streams exactly
+            as written and bills one without usage by what arrived (an upper bound:
+            the text's bytes, at most the reserved output, and the input bound).
         input_estimate: ``"strict"`` bounds a request's input by its UTF-8
             bytes (no tokenizer yields more tokens than bytes), which makes
             overshoot impossible; ``"loose"`` guesses a quarter of that: it
@@ -117,12 +123,14 @@ class Breaker:
         session_ttl: str | timedelta | int = "1h",
         on_ledger_error: str = "closed",
         input_estimate: str = "strict",
+        stream_usage: bool = True,
         clock: Callable[[], float] = time.time,
     ) -> None:
         settings = configure(
             budgets=budgets, loops=loops, degrade=degrade, alerts=alerts, ledger=ledger,
             unknown_price=unknown_price, on_ledger_error=on_ledger_error, input_estimate=input_estimate,
             min_output_tokens=min_output_tokens, reservation_wait=reservation_wait, session_ttl=session_ttl,
+            stream_usage=stream_usage,
         )
         self.budgets = settings.budgets
         self.loops = settings.loops
@@ -132,6 +140,7 @@ class Breaker:
         self.on_ledger_error = settings.on_ledger_error
         self.min_output_tokens = settings.min_output_tokens
         self.input_estimate = settings.input_estimate
+        self.stream_usage = settings.stream_usage
         self.reservation_wait = settings.reservation_wait
         self.session_ttl = settings.session_ttl
         self.prices = PriceBook(prices)
@@ -171,7 +180,8 @@ class Breaker:
         overridden one is left in place).
         """
         cls = type(self)
-        direct = {"inflight": self._inflight.get, "admit": self._admission.admit,
+        direct = {"inflight": self._inflight.get, "sending": functools.partial(_Sending, self._inflight),
+                  "admit": self._admission.admit,
                   "admit_async": self._admission.admit_async, "settle": self._settlement.settle,
                   "settle_async": self._settlement.settle_async}
         for name, fn in direct.items():

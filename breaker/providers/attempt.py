@@ -97,13 +97,14 @@ def is_raw(result: Any) -> bool:
 class Attempt:
     """The pure part of one SDK call: see the module docstring."""
 
-    __slots__ = ("adapter", "call", "kwargs", "hide")
+    __slots__ = ("adapter", "call", "kwargs", "hide", "ask_usage")
 
-    def __init__(self, adapter: Adapter, call: Call, kwargs: dict[str, Any]) -> None:
+    def __init__(self, adapter: Adapter, call: Call, kwargs: dict[str, Any], ask_usage: bool = True) -> None:
         self.adapter = adapter
         self.call = call
         self.kwargs = kwargs
         self.hide = False  # hide the usage-only stream events breaker asked for
+        self.ask_usage = ask_usage  # Breaker(stream_usage=...): may a stream request be changed to report usage
 
     @classmethod
     def begin(cls, guard: Guard, adapter: Adapter, kwargs: dict[str, Any]) -> Attempt | None:
@@ -127,7 +128,7 @@ class Attempt:
             for key, v in kwargs.items():
                 kwargs[key] = materialize(v)
             call = adapter.describe(kwargs, strict)
-        return None if call is None else cls(adapter, call, kwargs)
+        return None if call is None else cls(adapter, call, kwargs, guard.stream_usage)
 
     def request(self, ticket: Ticket) -> dict[str, Any]:
         """The keyword arguments to send: the ticket's patch applied, streamed usage asked for.
@@ -141,7 +142,7 @@ class Attempt:
             or patch.keep_last_messages is not None or patch.hook is not None
         ):
             kwargs = self.adapter.apply(kwargs, patch, ticket.call)
-        if ticket.call.stream:
+        if ticket.call.stream and self.ask_usage:
             kwargs, self.hide = self.adapter.prepare_stream(kwargs)
         return kwargs
 

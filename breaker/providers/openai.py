@@ -177,8 +177,8 @@ class ChatAdapter(Adapter):
         tools = kwargs.get("tools") or kwargs.get("functions")
         if tools is not None and (tools.__class__ in SENTINELS or not tools):
             tools = value(kwargs, "tools") or value(kwargs, "functions")  # a sentinel or an empty value: the exact rule
-        bound, by_bytes, fp, n = _bounds(model, messages, tools=tools, strict=strict,
-                                         extra=_distinct(kwargs, _CHAT_DISTINCT))
+        extra = _distinct(kwargs, _CHAT_DISTINCT) if "tool_choice" in kwargs or "response_format" in kwargs else None
+        bound, by_bytes, fp, n = _bounds(model, messages, tools=tools, strict=strict, extra=extra)
 
         def trimmed_input(keep: int) -> int:  # Call.trimmed_input: a closure, not a partial (see trim.py)
             return trimmed_bound(model, messages, "openai", None, tools, strict, keep)

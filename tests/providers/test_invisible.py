@@ -145,3 +145,21 @@ def test_requests_that_differ_only_in_their_turn_or_tool_choice_are_not_a_loop(g
             client.chat.completions.create(model=OPENAI_MODEL, messages=[{"role": "user", "content": "go"}],
                                            tools=[NULLABLE_TOOL], tool_choice=choice)
     assert s.tripped is None and s.calls == 9 and len(fake.requests) == 9
+
+
+def test_stream_usage_false_sends_a_chat_stream_exactly_as_written(make_guard, fake):
+    """The documented opt-out of the one request change streams get (include_usage)."""
+    guard = make_guard(stream_usage=False).instrument()
+    client = fake.openai(max_retries=0)
+    with guard.session("as-written") as s:
+        chunks = list(client.chat.completions.create(model=OPENAI_MODEL, stream=True,
+                                                     messages=[{"role": "user", "content": "hi"}]))
+    assert "stream_options" not in fake.requests[0].body and chunks
+    assert s.calls == 1 and s.tokens > 0  # billed by what arrived, never $0
+
+
+def test_stream_usage_must_be_a_bool():
+    from breaker import Breaker, ConfigError
+
+    with pytest.raises(ConfigError, match="stream_usage"):
+        Breaker(stream_usage="off")  # type: ignore[arg-type]
