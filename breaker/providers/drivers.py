@@ -11,8 +11,9 @@ reading them first:
 
 * **Raw responses** (``with_raw_response``, ``with_streaming_response``, a
   ``post`` with the raw-response header): the SDK's own ``LegacyAPIResponse``
-  / ``APIResponse`` / ``AsyncAPIResponse`` is returned with its ``parse`` (and
-  ``close``) hooked on the instance: ``RawRead``.
+  / ``APIResponse`` / ``AsyncAPIResponse`` is returned, untouched; its
+  ``parse`` settles from what it parsed, its ``close`` or its collection
+  bills the worst case if it was never parsed: ``RawRead``.
 * **Anthropic's** ``messages.stream()``: the SDK's own ``MessageStreamManager``
   is returned, built by the SDK's own ``stream()`` at the call (its validation
   and warnings happen there), and its request goes through the pipeline when
