@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from .errors import BudgetExceeded, UsageError
-from .estimate import ESTIMATOR, args_fingerprint, estimate, measure
+from .estimate import ESTIMATOR, args_fingerprint, estimate, interned, measure
 from .providers.effort import EFFORTS, lower_effort
 from .usage import Usage
 
@@ -44,6 +44,7 @@ __all__ = [
     "UnreadableUsage",
     "args_fingerprint",
     "estimate",
+    "interned",
     "lower_effort",
     "measure",
     "stream_overrun",

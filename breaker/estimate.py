@@ -47,6 +47,7 @@ and tools: stable within a process (what loop detection needs), never text.
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 from collections import OrderedDict
@@ -63,6 +64,7 @@ __all__ = [
     "OneShot",
     "args_fingerprint",
     "estimate",
+    "interned",
     "materialize",
     "measure",
 ]
@@ -501,6 +503,64 @@ class Estimator:
         learned[key] = (n, ctx, input_tokens, size, fix, h)
         if len(learned) > _MAX_CONVERSATIONS:
             learned.popitem(last=False)
+
+
+class _NotPlain(Exception):
+    pass
+
+
+def _content_key(value: Any) -> Any:
+    """A hashable key of a JSON-plain value (type-tagged, so ``1``, ``1.0`` and ``True`` differ)."""
+    t = type(value)
+    if t is str:
+        return value
+    if t is dict:
+        if not all(type(k) is str for k in value):
+            raise _NotPlain
+        return (dict, *[(k, _content_key(v)) for k, v in value.items()])
+    if t is list:
+        return (list, *[_content_key(v) for v in value])
+    if value is None or t is int or t is float or t is bool:
+        return (t, value)
+    raise _NotPlain
+
+
+_INTERNED: dict[Any, Any] = {}
+_MAX_INTERNED = 16_384
+
+
+def interned(items: Any) -> Any:
+    """``items`` with each plain message dict replaced by one private copy per content.
+
+    Frameworks that rebuild the message dicts of a conversation on every call
+    (LiteLLM, the OpenAI Agents SDK) defeat ``ESTIMATOR``, which follows a
+    conversation by the identity of its messages (to measure only what was
+    appended, and to bound it from the provider's reported input of the request it
+    extends): equal messages become the same object here. Give the result to the
+    estimator only; the copy is breaker's own, so nothing the framework later does
+    to its dicts changes it. Other items pass as they are.
+    """
+    if type(items) is not list:
+        return items
+    table = _INTERNED
+    out = []
+    for m in items:
+        if type(m) is not dict:
+            out.append(m)
+            continue
+        try:
+            key = _content_key(m)
+        except _NotPlain:
+            out.append(m)
+            continue
+        hit = table.get(key)
+        if hit is None:
+            hit = table[key] = copy.deepcopy(m)
+            if len(table) > _MAX_INTERNED:  # oldest first (dicts keep insertion order)
+                table.pop(next(iter(table)), None)
+        out.append(hit)
+    return out
+
 
 
 ESTIMATOR = Estimator()

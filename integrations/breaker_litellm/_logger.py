@@ -22,13 +22,12 @@ LiteLLM's model table).
 
 from __future__ import annotations
 
-import copy
 import threading
 from typing import Any
 
 from breaker import Breaker, ConfigError, Usage
 from breaker.adapter import ESTIMATOR, Call, Patch, Ticket
-from breaker.adapter import args_fingerprint, lower_effort, measure
+from breaker.adapter import args_fingerprint, interned, lower_effort, measure
 
 try:
     import litellm
@@ -198,7 +197,7 @@ class BreakerLogger(CustomLogger):
         # wire form the SDK layer bounds, so the same bound, tightened from the reported input of the
         # request they extend.
         sent = kwargs.get("messages")
-        items = _stable(sent if isinstance(sent, list) else messages if isinstance(messages, list) else [messages])
+        items = interned(sent if isinstance(sent, list) else messages if isinstance(messages, list) else [messages])
         bound, by_bytes, fp, count = ESTIMATOR.bounds(
             model, items, system=system, tools=tools or None, strict=self.guard.input_estimate != "loose",
             extra=_distinct(params),
@@ -237,62 +236,6 @@ def usage_from_litellm(usage: Any) -> Usage:
 
 
 # ---------------------------------------------------------------------- stable message objects
-class _NotPlain(Exception):
-    pass
-
-
-def _content_key(value: Any) -> Any:
-    """A hashable key of a JSON-plain value (type-tagged, so ``1``, ``1.0`` and ``True`` differ)."""
-    t = type(value)
-    if t is str:
-        return value
-    if t is dict:
-        if not all(type(k) is str for k in value):
-            raise _NotPlain
-        return (dict, *[(k, _content_key(v)) for k, v in value.items()])
-    if t is list:
-        return (list, *[_content_key(v) for v in value])
-    if value is None or t is int or t is float or t is bool:
-        return (t, value)
-    raise _NotPlain
-
-
-_INTERNED: dict[Any, Any] = {}
-_MAX_INTERNED = 16_384
-
-
-def _stable(items: Any) -> Any:
-    """``items`` with each plain message dict replaced by one private copy per content.
-
-    LiteLLM copies rebuilds the message dicts of a conversation on every call, and
-    ``ESTIMATOR`` follows a conversation by the identity of its messages (to measure
-    only what was appended, and to bound it from the provider's reported input of
-    the request it extends): equal messages become the same object here. The copy
-    is breaker's own, so nothing the framework later does to its dicts changes it.
-    Other items pass as they are.
-    """
-    if type(items) is not list:
-        return items
-    table = _INTERNED
-    out = []
-    for m in items:
-        if type(m) is not dict:
-            out.append(m)
-            continue
-        try:
-            key = _content_key(m)
-        except _NotPlain:
-            out.append(m)
-            continue
-        hit = table.get(key)
-        if hit is None:
-            hit = table[key] = copy.deepcopy(m)
-            if len(table) > _MAX_INTERNED:  # oldest first (dicts keep insertion order)
-                table.pop(next(iter(table)), None)
-        out.append(hit)
-    return out
-
-
 _FAILED: Any = object()
 """The ``response`` of a call that failed (its error is in LiteLLM's ``kwargs["exception"]``)."""
 

@@ -24,14 +24,13 @@ next call starts or when the run's context is garbage-collected.
 
 from __future__ import annotations
 
-import copy
 import threading
 import weakref
 from typing import Any
 
 from breaker import Breaker, ConfigError, Usage
 from breaker.adapter import ESTIMATOR, Call, Ticket
-from breaker.adapter import args_fingerprint
+from breaker.adapter import args_fingerprint, interned
 
 try:
     from agents import Agent, RunContextWrapper, RunHooks
@@ -120,7 +119,7 @@ class BreakerHooks(RunHooks[Any]):
         # The SDK's input items are the Responses API's wire items (what it sends, or converts one for one
         # into chat messages): bounded as the SDK layer bounds them, tightened from the reported input of
         # the request they extend.
-        items = _stable([{"role": "user", "content": input_items}] if isinstance(input_items, str) else list(input_items))
+        items = interned([{"role": "user", "content": input_items}] if isinstance(input_items, str) else list(input_items))
         bound, by_bytes, fp, count = ESTIMATOR.bounds(
             name, items, system=system_prompt, tools=tools or None, strict=self.guard.input_estimate != "loose",
         )
@@ -133,62 +132,6 @@ class BreakerHooks(RunHooks[Any]):
 
 
 # ---------------------------------------------------------------------- stable message objects
-class _NotPlain(Exception):
-    pass
-
-
-def _content_key(value: Any) -> Any:
-    """A hashable key of a JSON-plain value (type-tagged, so ``1``, ``1.0`` and ``True`` differ)."""
-    t = type(value)
-    if t is str:
-        return value
-    if t is dict:
-        if not all(type(k) is str for k in value):
-            raise _NotPlain
-        return (dict, *[(k, _content_key(v)) for k, v in value.items()])
-    if t is list:
-        return (list, *[_content_key(v) for v in value])
-    if value is None or t is int or t is float or t is bool:
-        return (t, value)
-    raise _NotPlain
-
-
-_INTERNED: dict[Any, Any] = {}
-_MAX_INTERNED = 16_384
-
-
-def _stable(items: Any) -> Any:
-    """``items`` with each plain message dict replaced by one private copy per content.
-
-    The Agents SDK rebuilds the message dicts of a conversation on every call, and
-    ``ESTIMATOR`` follows a conversation by the identity of its messages (to measure
-    only what was appended, and to bound it from the provider's reported input of
-    the request it extends): equal messages become the same object here. The copy
-    is breaker's own, so nothing the framework later does to its dicts changes it.
-    Other items pass as they are.
-    """
-    if type(items) is not list:
-        return items
-    table = _INTERNED
-    out = []
-    for m in items:
-        if type(m) is not dict:
-            out.append(m)
-            continue
-        try:
-            key = _content_key(m)
-        except _NotPlain:
-            out.append(m)
-            continue
-        hit = table.get(key)
-        if hit is None:
-            hit = table[key] = copy.deepcopy(m)
-            if len(table) > _MAX_INTERNED:  # oldest first (dicts keep insertion order)
-                table.pop(next(iter(table)), None)
-        out.append(hit)
-    return out
-
-
 def _seen_by_sdk_layer(guard: Breaker, model: Any) -> bool:
     """Whether the OpenAI SDK layer of ``guard`` (``instrument()`` or ``wrap(client)``) will see this call.
 
