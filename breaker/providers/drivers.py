@@ -32,6 +32,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..adapter import warn_unreadable
+from ..errors import SessionKilled, Tripped
 from .attempt import Adapter, Attempt, Settlement, is_raw
 
 if TYPE_CHECKING:
@@ -50,6 +51,17 @@ def _request(guard: Guard, attempt: Attempt, ticket: Ticket) -> dict[str, Any]:
         raise
 
 
+def _refusal(guard: Guard, trip: Tripped) -> BaseException:
+    """What a refused SDK call raises: the trip inside a session (its boundary turns it into
+    ``SessionKilled``); outside any session there is no boundary, so the call is one and raises
+    the ordinary ``SessionKilled`` itself, which the caller's ``except Exception`` can handle."""
+    if not guard.current_session().anonymous:
+        return trip
+    killed = SessionKilled(trip)
+    killed.__cause__ = trip
+    return killed
+
+
 def _settle(guard: Guard, ticket: Ticket, s: Settlement) -> None:
     guard.settle(ticket, s.usage, tool_calls=s.tool_calls, error=s.error, sent=s.sent)
 
@@ -63,7 +75,10 @@ def run_sync(guard: Guard, adapter: Adapter, wrapped: Callable[..., Any], args: 
     attempt = Attempt.begin(guard, adapter, kwargs)
     if attempt is None:
         return wrapped(*args, **kwargs)
-    ticket = guard.admit(attempt.call)
+    try:
+        ticket = guard.admit(attempt.call)
+    except Tripped as trip:
+        raise _refusal(guard, trip)  # noqa: B904 - the trip is its cause
     send = _request(guard, attempt, ticket)
     with guard.sending(ticket):
         try:
@@ -86,7 +101,10 @@ async def run_async(
     attempt = Attempt.begin(guard, adapter, kwargs)
     if attempt is None:
         return await wrapped(*args, **kwargs)
-    ticket = await guard.admit_async(attempt.call)
+    try:
+        ticket = await guard.admit_async(attempt.call)
+    except Tripped as trip:
+        raise _refusal(guard, trip)  # noqa: B904 - the trip is its cause
     send = _request(guard, attempt, ticket)
     with guard.sending(ticket):
         try:

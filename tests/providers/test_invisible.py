@@ -163,3 +163,21 @@ def test_stream_usage_must_be_a_bool():
 
     with pytest.raises(ConfigError, match="stream_usage"):
         Breaker(stream_usage="off")  # type: ignore[arg-type]
+
+
+def test_outside_a_session_a_refusal_is_an_ordinary_exception_and_loops_are_not_refused(make_guard, fake):
+    """No session, no boundary: the SDK call raises SessionKilled (an Exception a caller handles),
+    and identical requests of unrelated code (a test suite, a web worker) are no loop."""
+    from breaker import Budget, SessionKilled
+
+    guard = make_guard(budgets=[Budget(calls=6, per="global")]).instrument()
+    client = fake.openai(max_retries=0)
+    for _ in range(6):  # six identical requests: with max_identical=3 a session would refuse the fourth
+        client.chat.completions.create(model=OPENAI_MODEL, messages=[{"role": "user", "content": "same"}])
+    try:
+        client.chat.completions.create(model=OPENAI_MODEL, messages=[{"role": "user", "content": "one more"}])
+    except Exception as caught:  # noqa: BLE001 - the point: ordinary exception handling works
+        assert isinstance(caught, SessionKilled) and caught.reason == "budget"
+    else:
+        raise AssertionError("the seventh call should have been refused")
+    assert len(fake.requests) == 6
