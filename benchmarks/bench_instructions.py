@@ -11,7 +11,6 @@ isolated row) and once with none; the difference over N is the work of one call.
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 import sys
@@ -22,30 +21,12 @@ N = 1000
 
 
 def calls(n: int) -> None:
-    import wrapt
-    from openai.types.chat import ChatCompletion
-
-    import breaker
     from breaker.providers.drivers import run_sync
-    from breaker.providers.openai import ChatAdapter
-    from breaker.providers.patching import _load_sentinels, _make_http_wrapper, _Switch
 
     sys.path.insert(0, str(HERE))
     import bench_overhead as bo
 
-    _load_sentinels()
-    ready = ChatCompletion.model_validate(json.loads(bo.RESPONSE))
-
-    def post(path: str, **kw: object) -> ChatCompletion:
-        return ready
-
-    guard = breaker.Breaker(budgets=[breaker.Budget(usd=1_000_000)], alerts=[], telemetry=False)
-    adapter = ChatAdapter()
-    patched = wrapt.FunctionWrapper(post, _make_http_wrapper(guard, {"/chat/completions": adapter}, False, _Switch()))
-
-    def stub(**kw: object) -> ChatCompletion:
-        return patched("/chat/completions", cast_to=ChatCompletion, body=kw, options={})
-
+    guard, adapter, stub, _ = bo.isolated_stub()
     warm, batch = bo.requests(200), bo.requests(N)  # built in both runs: only the calls differ
     with guard.session("instructions"):
         for msgs in warm:

@@ -39,7 +39,7 @@ import json
 import pstats
 import statistics
 import time
-from typing import Callable
+from typing import Any, Callable
 
 import httpx2
 import openai
@@ -184,30 +184,9 @@ def isolated(rounds: int, calls: int = 2000) -> None:
     through, and that pass-through is counted here (inside the SDK, the shim
     above counts it as the SDK's time).
     """
-    from openai.types.chat import ChatCompletion
-
-    import wrapt
-
     from breaker.providers.drivers import run_sync
-    from breaker.providers.patching import _load_sentinels, _make_http_wrapper, _Switch
-    from breaker.providers.openai import ChatAdapter
 
-    _load_sentinels()
-    ready = ChatCompletion.model_validate(json.loads(RESPONSE))
-
-    def post(path: str, **kwargs: object) -> ChatCompletion:
-        return ready
-
-    guard = breaker.Breaker(budgets=[breaker.Budget(usd=1_000_000)], alerts=[], telemetry=False)
-    adapter = ChatAdapter()
-    patched_post = wrapt.FunctionWrapper(post, _make_http_wrapper(guard, {"/chat/completions": adapter}, False, _Switch()))
-
-    def bare_stub(**kwargs: object) -> ChatCompletion:
-        return post("/chat/completions", cast_to=ChatCompletion, body=kwargs, options={})
-
-    def stub(**kwargs: object) -> ChatCompletion:
-        return patched_post("/chat/completions", cast_to=ChatCompletion, body=kwargs, options={})
-
+    guard, adapter, stub, bare_stub = isolated_stub()
     bare, guarded = [], []
     gc.disable()
     try:
@@ -232,6 +211,36 @@ def isolated(rounds: int, calls: int = 2000) -> None:
           f"(p10 {added[len(added) // 10]:.1f}, p90 {added[(len(added) * 9) // 10]:.1f})")
     cold(guard, adapter, stub, bare_stub)
 
+
+
+def isolated_stub() -> tuple[breaker.Breaker, Any, Callable[..., Any], Callable[..., Any]]:
+    """``(guard, adapter, stub, bare_stub)`` for the isolated figure: the chat adapter, and a stub
+    that returns a ready ``ChatCompletion`` posted through ``instrument()``'s HTTP-layer patch
+    (``stub``) or not (``bare_stub``). Shared with ``bench_instructions.py``."""
+    from openai.types.chat import ChatCompletion
+
+    import wrapt
+
+    from breaker.providers.openai import ChatAdapter
+    from breaker.providers.patching import _load_sentinels, _make_http_wrapper, _Switch
+
+    _load_sentinels()
+    ready = ChatCompletion.model_validate(json.loads(RESPONSE))
+
+    def post(path: str, **kwargs: object) -> ChatCompletion:
+        return ready
+
+    guard = breaker.Breaker(budgets=[breaker.Budget(usd=1_000_000)], alerts=[], telemetry=False)
+    adapter = ChatAdapter()
+    patched_post = wrapt.FunctionWrapper(post, _make_http_wrapper(guard, {"/chat/completions": adapter}, False, _Switch()))
+
+    def bare_stub(**kwargs: object) -> ChatCompletion:
+        return post("/chat/completions", cast_to=ChatCompletion, body=kwargs, options={})
+
+    def stub(**kwargs: object) -> ChatCompletion:
+        return patched_post("/chat/completions", cast_to=ChatCompletion, body=kwargs, options={})
+
+    return guard, adapter, stub, bare_stub
 
 def cold(guard: breaker.Breaker, adapter: object, stub: Callable[..., object], bare_stub: Callable[..., object],
          rounds: int = 5, calls: int = 300) -> None:

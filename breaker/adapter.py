@@ -41,7 +41,6 @@ __all__ = [
     "Outcome",
     "Patch",
     "Ticket",
-    "UnreadableUsage",
     "args_fingerprint",
     "estimate",
     "interned",
@@ -208,14 +207,10 @@ class Guard(Protocol):
     def current_session(self) -> Session: ...
 
 
-class UnreadableUsage(UsageError):
-    """A response's usage could not be read; the call was billed at its reserved worst case."""
-
-
-def usage_error(what: str, detail: str) -> UnreadableUsage:
+def usage_error(what: str, detail: str) -> UsageError:
     """The error an adapter's usage reader raises for usage it cannot read (caught by the
     pipeline, which bills the worst case and logs it once: ``warn_unreadable``)."""
-    return UnreadableUsage(f"{what}: {detail}")
+    return UsageError(f"{what}: {detail}")
 
 
 _warned: set[tuple[str, str]] = set()

@@ -302,10 +302,6 @@ class Estimator:
             cache.popitem(last=False)
         return b, f, h
 
-    def messages(self, messages: Sequence[Any]) -> tuple[int, int, int, int]:
-        """``(text_bytes, fixed_tokens, prefix_hash, count)`` of a message list (see ``_messages``)."""
-        return self._messages_state(messages)[:4]  # type: ignore[return-value]
-
     def _messages_state(self, messages: Sequence[Any]) -> tuple[int, int, int, int, _State | None]:
         """``(text_bytes, fixed_tokens, prefix_hash, count, state)`` of a message list; ``state`` is
         the conversation whose prefix sums cover every message but possibly the last.
