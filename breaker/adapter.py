@@ -81,6 +81,15 @@ class Call:
         learn: ``learn(fingerprint, reported_input_tokens)``, called by the engine when
             the call settles with the provider's usage, so that requests extending this
             one are bounded from that report (``ESTIMATOR.learn``).
+        price_context: the request's price variant as genai-prices names it
+            (``(("service_tier", "priority"),)``, ``(("speed", "fast"),)``), ``None`` for the
+            standard price. The response may say otherwise: see ``Ticket.served``.
+        strict_provider: ``provider`` was named (``wrap(client, provider=...)``, a known
+            ``base_url`` host), so only that provider's price applies; otherwise it is a
+            hint and a model it does not list is priced wherever genai-prices has it.
+        units: a bound on the non-token units the request will be billed
+            (``{"input_characters": 1200}``, ``{"audio_seconds": 600}``: ``Usage`` field
+            names), reserved at admission on top of the token bound.
     """
 
     model: str
@@ -96,6 +105,9 @@ class Call:
     trimmed_input: Callable[[int], int] | None = None
     input_bytes: int | None = None
     learn: Callable[[Any, int], None] | None = None
+    price_context: tuple[tuple[str, str], ...] | None = None
+    strict_provider: bool = False
+    units: dict[str, int] | None = None
 
 
 @dataclass(slots=True)
@@ -140,6 +152,9 @@ class Ticket:
     span: Any = None
     settled: bool = False
     streamed_output: int = 0
+    # The price variant the response says it was served at (OpenAI echoes ``service_tier``),
+    # when it differs from the request's: the adapter sets it, settlement prices by it.
+    served: tuple[tuple[str, str], ...] | None = None
 
     @property
     def reserved(self) -> tuple[int, int, int]:
@@ -150,7 +165,7 @@ class Ticket:
         usd = 0
         if self.price is not None:
             fixed, per = self.price.worst_case(call.input_tokens)
-            usd = fixed + per * self.output_budget
+            usd = fixed + per * self.output_budget + (self.price.units_cost(call.units) if call.units else 0)
         return (usd, call.input_tokens + self.output_budget, 1)
 
     def worst_case_usage(self) -> Usage:
@@ -158,7 +173,7 @@ class Ticket:
 
         Billed when a provider's usage cannot be read, so such a call is never recorded as $0.
         """
-        return Usage(input_tokens=self.call.input_tokens, output_tokens=self.output_budget)
+        return Usage(input_tokens=self.call.input_tokens, output_tokens=self.output_budget, **(self.call.units or {}))
 
 
 @dataclass(slots=True)

@@ -37,12 +37,14 @@ class UsageError(BreakerError, ValueError):
 class UnknownPrice(BreakerError, LookupError):
     """A model with no known price, raised before the request is sent."""
 
-    def __init__(self, model: str, provider: str | None = None) -> None:
+    def __init__(self, model: str, provider: str | None = None, why: str | None = None) -> None:
         self.model = model
         self.provider = provider
+        self.why = why
         where = f" (provider {provider!r})" if provider else ""
+        because = f" ({why})" if why else ""
         super().__init__(
-            f"No price is known for model {model!r}{where}, so its cost cannot be "
+            f"No price is known for model {model!r}{where}{because}, so its cost cannot be "
             f"enforced and the call was not sent. Add a price: "
             f"Breaker(prices={{{model!r}: {{'input': 3.0, 'output': 12.0}}}}) "
             f"(USD per million tokens; optional 'cache_read', 'cache_write'), or pass "

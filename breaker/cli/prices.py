@@ -8,17 +8,27 @@ budgets are enforced with: no second source of truth.
 from __future__ import annotations
 
 import argparse
-import difflib
 import json
 from decimal import Decimal
 from typing import Any
 
+from ..checks import similar_models
 from ..errors import ConfigError
 from ..pricing import Price, PriceBook
 from ._common import CliError
+from .prices_update import add_arguments as add_update_arguments
 from .render import Column, write_json, write_tables
 
 __all__ = ["add_parser", "describe_price", "run"]
+
+METERED = """Metered: text, audio, image and video input tokens (cache reads and writes
+included), text, audio and image output tokens, reasoning, web and file search
+fees, per-request fees, characters (text-to-speech), audio seconds
+(transcription) and document pages. Service tiers (priority, flex), fast modes
+and batch are billed at their own rates when the request or the response names
+them. A model priced in any other unit (per message, annotated pages, video
+output, citations) has no price here: its calls are refused as UnknownPrice,
+never billed $0."""
 
 HELP = "the rates the library uses for a model, and where they came from"
 DESCRIPTION = """\
@@ -30,7 +40,10 @@ requests). The source is either the genai-prices data bundled with the package
 
 Give your own prices the way Breaker(prices=...) takes them, in a JSON file:
   {"my-finetune": {"input": 3.0, "output": 12.0, "cache_read": 0.3}}
-(USD per million tokens; "web_search" and "request" in USD each)."""
+(USD per million tokens; "web_search" and "request" in USD each), or a string
+naming the model whose price applies: {"prod-gpt4o": "gpt-4o"}.
+
+""" + METERED
 
 EXAMPLES = """\
 examples:
@@ -47,21 +60,36 @@ RATE_LABELS: dict[str, tuple[str, str, int]] = {
     "cache_write_1h_mtok": ("cache write (1 h)", "per 1M tokens", 1),
     "output_reasoning_mtok": ("reasoning output", "per 1M tokens", 1),
     "web_searches_kcount": ("web search fee", "per search", 1000),
+    "storage_searches_kcount": ("file search fee", "per search", 1000),
     "requests_kcount": ("request fee", "per request", 1000),
+    "input_audio_mtok": ("audio input", "per 1M tokens", 1),
+    "cache_audio_read_mtok": ("audio cache read", "per 1M tokens", 1),
+    "output_audio_mtok": ("audio output", "per 1M tokens", 1),
+    "input_image_mtok": ("image input", "per 1M tokens", 1),
+    "cache_image_read_mtok": ("image cache read", "per 1M tokens", 1),
+    "output_image_mtok": ("image output", "per 1M tokens", 1),
+    "input_video_mtok": ("video input", "per 1M tokens", 1),
+    "input_mchars": ("input characters", "per 1M characters", 1),
+    "audio_hours": ("audio", "per hour", 1),
+    "input_audio_hours": ("audio input", "per hour", 1),
+    "input_document_kpages": ("document pages", "per 1k pages", 1),
 }
+
+
 
 
 def add_parser(sub: Any) -> None:
     """Register ``breaker prices``."""
     p = sub.add_parser("prices", help=HELP, description=DESCRIPTION, epilog=EXAMPLES,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("model", metavar="MODEL", help="the model name as your requests give it (gpt-4o, "
+    p.add_argument("model", metavar="MODEL", nargs="?", help="the model name as your requests give it (gpt-4o, "
                    "claude-sonnet-4-5, anthropic/claude-3-5-haiku-latest, …)")
     p.add_argument("--provider", metavar="P", help="the provider, when a name exists at several (openai, "
                    "anthropic, google, azure, aws, …)")
     p.add_argument("--prices", metavar="FILE", help="a JSON file of your own prices, as Breaker(prices=...) takes them")
     p.add_argument("--format", choices=("table", "json"), default="table", help="table (needs rich) or json")
     p.set_defaults(run=run)
+    add_update_arguments(p)  # --update, --url, --data: prices_update.py (its run wraps this run)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -69,23 +97,29 @@ def run(args: argparse.Namespace) -> int:
     book = PriceBook(_load_overrides(args.prices))
     price = book.lookup(args.model, args.provider)
     if price is None:
-        raise CliError(_unknown(args.model, args.provider))
+        raise CliError(_unknown(args.model, args.provider, book.why(args.model, args.provider)))
     info = describe_price(price)
+    variants = [describe_price(v) for v in book.variants(args.model, args.provider)[1:]]
     if args.format == "json":
-        write_json(info)
+        write_json({**info, "variants": variants})
         return 0
     columns = [Column("rate", "rate"), Column("usd", "USD", _money, True), Column("unit", "unit")]
     tables = []
-    for tier in info["tiers"]:
-        title = ("Base rates" if tier["above_input_tokens"] is None
-                 else f"Requests with more than {tier['above_input_tokens']:,} input tokens")
-        tables.append((title, columns, tier["rates"]))
+    for described in (info, *variants):
+        name = f"{described['variant']} rates" if described["variant"] else "Base rates"
+        for tier in described["tiers"]:
+            title = (name if tier["above_input_tokens"] is None
+                     else f"{name}, requests with more than {tier['above_input_tokens']:,} input tokens")
+            tables.append((title, columns, tier["rates"]))
     where = f" at {info['provider']}" if info["provider"] else ""
     notes = [f"{info['model']}{where}: prices from {info['source']}."]
     if info["context_window"]:
         notes.append(f"Context window: {info['context_window']:,} tokens.")
     if len(info["tiers"]) > 1:
         notes.append("Past a tier's input size, that tier's rates apply to the whole request, output included.")
+    if variants:
+        notes.append("Variants apply when the request or its response names them (service_tier=\"priority\", "
+                     "speed=\"fast\", batch jobs); rates a variant does not list are the base ones.")
     write_tables(tables, notes)
     return 0
 
@@ -106,6 +140,7 @@ def describe_price(price: Price) -> dict[str, Any]:
         "provider": price.provider,
         "source": price.source,
         "context_window": price.context_window,
+        "variant": price.variant,
         "tiers": tiers,
     }
 
@@ -140,9 +175,9 @@ def _load_overrides(path: str | None) -> dict[str, Any] | None:
     return data
 
 
-def _unknown(model: str, provider: str | None) -> str:
+def _unknown(model: str, provider: str | None, why: str | None = None) -> str:
     where = f" at provider {provider!r}" if provider else ""
-    lines = [f"no price is known for model {model!r}{where}."]
+    lines = [f"no price is known for model {model!r}{where}" + (f": {why}." if why else ".")]
     close = _similar(model, provider)
     if close:
         lines.append(f"  Did you mean: {', '.join(close)}?")
@@ -158,11 +193,4 @@ def _unknown(model: str, provider: str | None) -> str:
 
 def _similar(model: str, provider: str | None) -> list[str]:
     """Bundled model ids that look like ``model`` (a typo is the usual cause)."""
-    try:
-        from genai_prices import data_snapshot
-
-        names = {m.id for p in data_snapshot.get_snapshot().providers
-                 if provider is None or p.id == provider.lower() for m in p.models}
-    except Exception:
-        return []
-    return difflib.get_close_matches(model.split("/")[-1], sorted(names), n=3, cutoff=0.75)
+    return similar_models(model, provider)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import time
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
@@ -21,7 +22,7 @@ from ..budgets import CALLS, METRICS, format_amount
 from ..errors import BudgetExceeded, LedgerError, UnknownPrice
 from ..ledgers.base import Ask, Ledger
 from ..limits import max_output_tokens, same_tokenizer
-from ..pricing import PriceBook
+from ..pricing import MAX_NANO, PriceBook
 from .notify import Notifier
 from .offload import Offload
 from .plan import Plans
@@ -132,7 +133,7 @@ class Admission:
     def unpriced(self, model: str, provider: str | None, session: Session) -> None:
         """A call to a model with no price: refuse it (``unknown_price="error"``) or warn once."""
         if self.unknown_price == "error":
-            raise UnknownPrice(model, provider)
+            raise UnknownPrice(model, provider, self.prices.why(model, provider))
         self.notifier.unknown_price(model, provider, session)
 
     def step(self, call: Call, session: Session, force_degrade: bool, final: bool) -> Ticket | None:
@@ -146,7 +147,7 @@ class Admission:
         for _attempt in (0, 1):
             patch = degrade.patch(call) if degraded else _NO_PATCH  # type: ignore[union-attr]
             model = patch.model or call.model
-            price = self.prices.lookup(model, provider)
+            price = self.prices.lookup(model, provider, None, call.price_context, call.strict_provider)
             if price is None:
                 self.unpriced(model, provider, session)
             natural = call.max_output_tokens
@@ -164,6 +165,15 @@ class Admission:
             input_tokens = call.input_tokens
             if price is not None:
                 fixed_usd, per_usd = price.worst_case(input_tokens)
+                if call.units:
+                    fixed_usd += price.units_cost(call.units)
+                if fixed_usd + per_usd * units_max > MAX_NANO:
+                    raise BudgetExceeded(
+                        f"The worst case of this {model!r} request (input bound {input_tokens:,} tokens, "
+                        f"up to {units_max:,} output tokens) is more than a ledger can hold (2^63 nano-USD, "
+                        f"about $9.2 billion), so it was not sent. Set max_tokens, or send less input.",
+                        scope="request", key=None, reason="too_large", session=session.id, sticky=False,
+                    )
             else:
                 fixed_usd = per_usd = 0
             fixed = (fixed_usd, input_tokens, 1)
@@ -173,9 +183,10 @@ class Admission:
                       units_min if units_min < units_max else units_max, not final)
             try:
                 grant = self.ledger.reserve(ask, now)
-            except LedgerError as e:  # the store is down and on_ledger_error="closed": refuse, don't trip
-                raise BudgetExceeded(
-                    str(e), scope="ledger", key=None, reason="ledger_unavailable", session=session.id, sticky=False,
+            except LedgerError as e:  # down (on_ledger_error="closed"), misconfigured, or data it cannot hold:
+                raise BudgetExceeded(  # refuse before sending, don't trip
+                    str(e), scope="ledger", key=None, reason=getattr(e, "reason", "ledger_unavailable"),
+                    session=session.id, sticky=False,
                 ) from e
             status = grant.status
             if status == "ok":
@@ -201,6 +212,7 @@ class Admission:
             if status == "busy":
                 if final:
                     line = plan.hard_lines[grant.blocked]
+                    logging.getLogger("breaker").warning("breaker: %s: a call waited %gs for calls in flight to settle, then was refused without tripping the budget (an unfinished stream still referenced holds its reservation until read to the end or closed)", line.who(), self.reservation_wait)  # noqa: E501
                     raise BudgetExceeded(
                         f"{line.who()}: calls in flight hold {format_amount(line.metric, grant.reserved)} of its "
                         f"budget of {line.budget.describe()} and did not settle within {self.reservation_wait:g}s; "

@@ -29,7 +29,7 @@ from ..session import Session, SessionScope
 from ..telemetry import make_telemetry
 from ..usage import Usage
 from .admission import Admission
-from .config import DEFAULT, configure
+from .config import DEFAULT, check_degrade_targets, configure
 from .notify import Notifier
 from .offload import Offload
 from .plan import Plans, counter_key
@@ -144,6 +144,7 @@ class Breaker:
         self.reservation_wait = settings.reservation_wait
         self.session_ttl = settings.session_ttl
         self.prices = PriceBook(prices)
+        check_degrade_targets(settings.degrade, self.prices, settings.unknown_price)  # a typo'd target: now
         self.telemetry = make_telemetry(telemetry)
         self.clock = clock
         self._inflight: ContextVar[Ticket | None] = ContextVar(f"breaker_inflight_{id(self):x}", default=None)
@@ -153,7 +154,8 @@ class Breaker:
         # A shared ledger (SQLite, Redis) survives outages: a journal and a once-per-outage event.
         from ..ledgers.resilient import resilient
 
-        self.ledger = resilient(settings.ledger, mode=settings.on_ledger_error, on_event=self._notifier.emit)
+        self.ledger = resilient(settings.ledger, mode=settings.on_ledger_error, on_event=self._notifier.emit,
+                                clock=clock)  # the clock: reservations of live calls are renewed on it
         offload = Offload(self.ledger.blocking)
         self._plans = plans = Plans(settings.budgets, settings.session_ttl)
         degrading = settings.degrade is not None
@@ -313,17 +315,27 @@ class Breaker:
         )
 
     def record(
-        self, model: str, usage: Usage, *, provider: str | None = None, session: Session | None = None
+        self, model: str, usage: Usage, *, provider: str | None = None, session: Session | None = None,
+        service_tier: str | None = None, batch: bool = False,
     ) -> float | None:
         """Account for a call made outside the patched clients. Returns its cost in USD.
 
         Spend that passes a hard limit trips the scope (the next call is
         refused). A model with no price still has its tokens and call counted;
-        then ``UnknownPrice`` is raised unless ``unknown_price="warn"``.
+        then ``UnknownPrice`` is raised unless ``unknown_price="warn"``. A named
+        ``provider`` is priced there only (no price there is ``UnknownPrice``);
+        ``service_tier`` (``"priority"``, ``"flex"``...) and ``batch=True`` (results of
+        a batch job) pick genai-prices' price variant for them.
         """
         if not isinstance(usage, Usage):
             raise TypeError(f"record() needs a breaker.Usage, got {type(usage).__name__}")
-        return self._settlement.record(session or self._sessions.now(), model, usage, provider)
+        context = tuple(
+            item for item in (("service_tier", service_tier), ("processing", "batch" if batch else None))
+            if item[1] is not None
+        )
+        return self._settlement.record(
+            session or self._sessions.now(), model, usage, provider, context or None  # type: ignore[arg-type]
+        )
 
     # ------------------------------------------------------------------ retries (breaker.retry)
     def raise_if_tripped(self) -> None:
@@ -377,8 +389,13 @@ class Breaker:
         if uninstrument(self):
             self._instrumented = False
 
-    def wrap(self, client: Any) -> Any:
-        """Instrument one OpenAI / Anthropic client object (sync or async) and return it."""
+    def wrap(self, client: Any, *, provider: str | None = None) -> Any:
+        """Instrument one client object (sync or async) and return it.
+
+        ``provider`` names whose prices apply (``"groq"``, ``"together"``, ``"azure"``...):
+        its calls are priced there and never at another provider's price. Without it, the
+        client's ``base_url`` host names the provider where genai-prices knows the host.
+        """
         from ..providers.patching import wrap
 
-        return wrap(self, client)
+        return wrap(self, client, provider)

@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from ..adapter import Outcome, Ticket
 from ..budgets import format_amount
-from ..errors import UnknownPrice
+from ..errors import UnknownPrice, UsageError
 from ..ledgers.base import Ledger
 from ..limits import same_tokenizer
-from ..pricing import NANO, PriceBook
+from ..pricing import MAX_NANO, NANO, PriceBook
 from ..usage import Usage
 from .notify import Notifier
 from .offload import Offload
@@ -72,9 +72,12 @@ class Settlement:
             usage, error = Usage(input_tokens=ticket.call.input_tokens), None
         now = self.clock()
         price = ticket.price
+        if ticket.served is not None:  # the response names the tier it was served at
+            call = ticket.call
+            price = self.prices.lookup(ticket.model, call.provider, None, ticket.served, call.strict_provider) or price
         session = ticket.session
         if usage is not None:
-            cost = price.cost(usage) if price is not None else None
+            cost = _held(price.cost(usage), ticket.model) if price is not None else None
             actual = (cost or 0, usage.input_tokens + usage.output_tokens, 1 if sent else 0)
             call = ticket.call
             if call.learn is not None and sent:
@@ -93,7 +96,7 @@ class Settlement:
         if self.ledger.wants_records and sent:
             record = call_record(session, ticket.model, ticket.call.provider, usage, cost, now,
                                  "error" if error is not None else ("ok" if usage is not None else "error"),
-                                 ticket.degraded)
+                                 ticket.degraded, price.variant if price is not None else None)
         settled = self.ledger.settle(ticket.reservation, ticket.counters, ticket.limits, actual, now, record)
         plan = session.plan
         if plan is not None:
@@ -129,20 +132,29 @@ class Settlement:
             "settle", functools.partial(self.settle, ticket, usage, error=error, tool_calls=tool_calls, sent=sent)
         )
 
-    def record(self, session: Session, model: str, usage: Usage, provider: str | None) -> float | None:
+    def record(
+        self, session: Session, model: str, usage: Usage, provider: str | None,
+        context: tuple[tuple[str, str], ...] | None = None,
+    ) -> float | None:
         plan = self.plans.of(session)
         now = self.clock()
-        price = self.prices.lookup(model, provider)
+        price = self.prices.lookup(model, provider, None, context, provider is not None)
         cost = price.cost(usage) if price is not None else None
+        if cost is not None and cost > MAX_NANO:
+            raise UsageError(
+                f"record({model!r}, ...): this usage costs more than a ledger can hold (2^63 nano-USD, about "
+                f"$9.2 billion); nothing was recorded. Record it in smaller parts."
+            )
         actual = (cost or 0, usage.input_tokens + usage.output_tokens, 1)
-        record = call_record(session, model, provider, usage, cost, now, "ok", False) if self.ledger.wants_records else None
+        record = (call_record(session, model, provider, usage, cost, now, "ok", False, price.variant if price else None)
+                  if self.ledger.wants_records else None)
         settled = self.ledger.settle(None, plan.counters, plan.limits, actual, now, record)
         self.crossed(session, plan, settled, now, model)
         if price is None:
             with session.state.lock:
                 session.state.unpriced += 1
             if self.unknown_price == "error":
-                raise UnknownPrice(model, provider)
+                raise UnknownPrice(model, provider, self.prices.why(model, provider))
             self.notifier.unknown_price(model, provider, session)
             return None
         return cost / NANO  # type: ignore[operator]
@@ -172,3 +184,12 @@ class Settlement:
                 # Only possible when a call cost more than its reservation (an
                 # unbounded fee, usage the request could not bound): stop the next one.
                 self.stops.budget(line, s, 0, session, model, False, now)
+
+
+def _held(cost: int, model: str) -> int:
+    """``cost``, or the most a ledger holds: a sent call's charge is recorded, never dropped
+    for being too large (admission refuses requests whose worst case is larger)."""
+    if cost <= MAX_NANO:
+        return cost
+    log.error("breaker: a %r call cost more than a ledger holds (2^63 nano-USD); recorded as that maximum", model)
+    return MAX_NANO

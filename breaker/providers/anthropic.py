@@ -117,6 +117,7 @@ class MessagesMeter(Meter):
                 self.add_tool(event.index, block.name, None)
         elif kind == "message_start":
             self.start = event.message.usage
+            self.served = served(self.start)
             self.input_usage = messages_usage(self.start).replace(output_tokens=0, web_search_calls=0)
             self.reported_output = _int(self.start, "output_tokens")
         elif kind == "message_delta":
@@ -138,6 +139,22 @@ class MessagesMeter(Meter):
                 if v is not None:
                     merged[k] = v
         return _messages_usage(merged, len(self._tools))  # a dict: straight to the reference reading
+
+
+_FAST = (("speed", "fast"),)
+
+
+def served(usage: Any) -> tuple[tuple[str, str], ...] | None:
+    """The price variant an Anthropic usage says it was billed at: ``speed="fast"`` (fast mode),
+    ``service_tier="batch"`` (Message Batches); ``None`` for the standard price."""
+    if usage is None:
+        return None
+    context = []
+    if getattr(usage, "speed", None) == "fast":
+        context.append(("speed", "fast"))
+    if getattr(usage, "service_tier", None) == "batch":
+        context.append(("processing", "batch"))
+    return tuple(context) or None
 
 
 class MessagesAdapter(Adapter):
@@ -168,9 +185,13 @@ class MessagesAdapter(Adapter):
             return trimmed_bound(model, messages, "anthropic", system, tools, strict, keep)
 
         return Call(
-            model, "anthropic", bound, cap, fp, tool_names(tools) if tools else (), "chat",
+            model, self.provider, bound, cap, fp, tool_names(tools) if tools else (), "chat",
             kwargs.get("stream") is True, n, {}, trimmed_input, by_bytes, _learn,
+            _FAST if kwargs.get("speed") == "fast" else None, self.strict_provider,
         )
+
+    def served(self, response: Any) -> tuple[tuple[str, str], ...] | None:
+        return served(getattr(response, "usage", None))
 
     def apply(self, kwargs: dict[str, Any], patch: Patch, call: Call) -> dict[str, Any]:
         kw = dict(kwargs)

@@ -15,6 +15,7 @@ once for sync and once for async.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -34,8 +35,17 @@ class Adapter:
     """The shape-specific pieces of the pipeline (subclassed per request shape)."""
 
     provider: str = ""
+    strict_provider: bool = False  # the provider was named: Call.strict_provider
     operation: str = "chat"
     name: str = ""
+
+    def for_provider(self, provider: str) -> Adapter:
+        """This adapter for a client of a named provider (``wrap(client, provider=...)``, a
+        known ``base_url`` host): its calls are priced at that provider only."""
+        other = copy.copy(self)
+        other.provider = provider
+        other.strict_provider = True
+        return other
 
     def describe(self, kwargs: Mapping[str, Any], strict: bool) -> Call | None:
         """The request as a ``Call``; ``None`` when it cannot be one (the SDK will reject it)."""
@@ -64,6 +74,15 @@ class Adapter:
 
     def finished_early(self, exc: BaseException) -> Any:
         """A response an exception carries (``LengthFinishReasonError.completion``), if any."""
+        return None
+
+    def opened(self, stream: Any) -> Any:
+        """A sync stream, with its request sent: an SDK that sends on the first read (google-genai's
+        generator) is read once here, so its HTTP errors are the call's failure, never a billed stream."""
+        return stream
+
+    def served(self, response: Any) -> tuple[tuple[str, str], ...] | None:
+        """The price variant a response says it was served at (OpenAI's ``service_tier``), if any."""
         return None
 
 
@@ -176,6 +195,9 @@ class Attempt:
         """
         try:
             usage, tool_calls = self.adapter.result(body)
+            served = self.adapter.served(body)
+            if served is not None and served != ticket.call.price_context:
+                ticket.served = served
             return Settlement(usage, tool_calls)
         except Exception as exc:
             warn_unreadable(self.adapter.name, exc)

@@ -92,10 +92,32 @@ def _openai_counts(inp: Any, out: Any, idet: Any, odet: Any, calls: int, searche
         read = idet.cached_tokens
         write = getattr(idet, "cache_write_tokens", None)  # not in every SDK version, nor in all servers' usage
     reasoning = 0 if odet is None else odet.reasoning_tokens
+    # Audio tokens (gpt-audio, gpt-realtime) are billed at their own, higher rates.
+    audio_in = None if idet is None else getattr(idet, "audio_tokens", None)
+    audio_out = None if odet is None else getattr(odet, "audio_tokens", None)
+    if audio_in or audio_out:
+        return Usage(
+            inp, out, 0 if read is None else read, 0 if write is None else write,
+            0 if reasoning is None else reasoning, 1, calls, searches,
+            input_audio_tokens=audio_in or 0, output_audio_tokens=audio_out or 0,
+        )
     return Usage(
         inp, out, 0 if read is None else read, 0 if write is None else write,
         0 if reasoning is None else reasoning, 1, calls, searches,
     )
+
+
+def service_tier(value: Any) -> tuple[tuple[str, str], ...] | None:
+    """A request's or response's ``service_tier`` as a price context: ``"priority"`` and ``"flex"``
+    are billed at their own rates; ``"auto"`` (the project's default tier) is priced as the
+    standard tier until the response says which tier served it."""
+    if value.__class__ is not str or value == "auto" or value == "default":
+        return None
+    return (("service_tier", value),)
+
+
+def _served(response: Any) -> tuple[tuple[str, str], ...] | None:
+    return service_tier(getattr(response, "service_tier", None))
 
 
 def _chat_usage(u: Any, tool_calls: int) -> Usage:
@@ -115,6 +137,8 @@ def _chat_usage(u: Any, tool_calls: int) -> Usage:
         cache_write_tokens=_int(pd, "cache_write_tokens"),
         reasoning_tokens=_int(cd, "reasoning_tokens"),
         tool_calls=tool_calls,
+        input_audio_tokens=_int(pd, "audio_tokens"),
+        output_audio_tokens=_int(cd, "audio_tokens"),
     )
 
 
@@ -135,6 +159,7 @@ class ChatMeter(Meter):
         usage = getattr(chunk, "usage", None)
         if usage is not None:
             self.usage = chat_usage(usage, len(self._tools))
+            self.served = _served(chunk)
         choices = chunk.choices
         if not choices:
             # Hide only the bare usage chunk breaker asked for: one that carries anything else
@@ -193,8 +218,9 @@ class ChatAdapter(Adapter):
             if choices is not None and choices.__class__ not in SENTINELS and choices:
                 cap = cap * choices
         return Call(
-            model, "openai", bound, cap, fp, tool_names(tools) if tools else (), "chat",
+            model, self.provider, bound, cap, fp, tool_names(tools) if tools else (), "chat",
             kwargs.get("stream") is True, n, {}, trimmed_input, by_bytes, _learn,
+            service_tier(kwargs.get("service_tier")), self.strict_provider,
         )
 
     def apply(self, kwargs: dict[str, Any], patch: Patch, call: Call) -> dict[str, Any]:
@@ -255,12 +281,14 @@ class ChatAdapter(Adapter):
     def finished_early(self, exc: BaseException) -> Any:
         return getattr(exc, "completion", None)  # LengthFinishReasonError, ContentFilterFinishReasonError
 
+    served = staticmethod(_served)
+
 
 # ------------------------------------------------------------------ Responses
 def responses_usage(u: Any, output: Any) -> Usage:
     if u is None:
         return _responses_usage(None, 0, 0)  # raises the clear UsageError before the output is read
-    searches = calls = 0
+    searches = calls = files = 0
     for item in output or ():
         kind = getattr(item, "type", None)  # _get(item, "type"), inline: runs per output item
         if kind is None and isinstance(item, dict):
@@ -269,7 +297,10 @@ def responses_usage(u: Any, output: Any) -> Usage:
             searches += 1
         elif kind == "function_call":
             calls += 1
-    return _responses_counts(u, calls, searches)
+        elif kind == "file_search_call":
+            files += 1
+    usage = _responses_counts(u, calls, searches)
+    return usage.replace(file_search_calls=files) if files else usage
 
 
 def _responses_counts(u: Any, calls: int, searches: int) -> Usage:
@@ -337,6 +368,7 @@ class ResponsesMeter(Meter):
             usage = getattr(response, "usage", None)
             if usage is not None:
                 self.usage = responses_usage(usage, response.output)
+            self.served = _served(response)
             self.calls = _function_calls(response.output)
         return True
 
@@ -383,8 +415,9 @@ class ResponsesAdapter(Adapter):
         if cap is not None and cap.__class__ in SENTINELS:
             cap = None
         return Call(
-            model, "openai", bound, cap, fp, tool_names(tools) if tools else (), "responses",
+            model, self.provider, bound, cap, fp, tool_names(tools) if tools else (), "responses",
             kwargs.get("stream") is True, n, {}, trimmed_input if messages is not None else None, by_bytes, _learn,
+            service_tier(kwargs.get("service_tier")), self.strict_provider,
         )
 
     def apply(self, kwargs: dict[str, Any], patch: Patch, call: Call) -> dict[str, Any]:
@@ -431,6 +464,8 @@ class ResponsesAdapter(Adapter):
         if calls:
             return _responses_counts(u, len(calls), searches), tuple(calls)
         return _responses_counts(u, 0, searches), ()
+
+    served = staticmethod(_served)
 
     def meter(self, hide_usage: bool) -> Meter:
         return ResponsesMeter(hide_usage)

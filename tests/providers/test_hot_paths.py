@@ -173,7 +173,8 @@ def test_adapters_build_call_positionally_in_this_field_order():
     # a change of this order must change them too.
     assert [f.name for f in dataclasses.fields(Call)] == [
         "model", "provider", "input_tokens", "max_output_tokens", "fingerprint", "tools", "operation",
-        "stream", "messages", "attrs", "trimmed_input", "input_bytes", "learn",
+        "stream", "messages", "attrs", "trimmed_input", "input_bytes", "learn", "price_context",
+        "strict_provider", "units",
     ]
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+
 import anthropic.resources.beta.messages.messages as beta_mod
 import anthropic.resources.messages.messages as anth_mod
 import anthropic._base_client as anth_http
@@ -19,7 +21,8 @@ MODULES = {m.__name__: m for m in (chat_mod, resp_mod, anth_mod, beta_mod, opena
 
 
 def _originals():
-    return {(mod, cls, name): vars(getattr(MODULES[mod], cls))[name] for mod, cls, name, _, _ in TARGETS}
+    return {(mod, cls, name): vars(getattr(MODULES.get(mod) or importlib.import_module(mod), cls))[name]
+            for mod, cls, name, _, _ in TARGETS}
 
 
 def test_instrument_is_idempotent_and_uninstrument_restores_the_originals(make_guard, fake):
