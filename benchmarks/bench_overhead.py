@@ -1,5 +1,8 @@
 """What breaker adds to one chat call: the guard's own work, beside the bare SDK and OTel's instrumentation.
 
+The Gemini adapter (google-genai) is measured the same two ways in the same run (``gemini``), and so
+is the Bedrock adapter (boto3 ``bedrock-runtime`` Converse: ``bedrock``).
+
 Run:  .venv/bin/python benchmarks/bench_overhead.py [--rounds 25] [--calls 200] [--profile]
 
 The SDK's HTTP layer is replaced by an ``httpx2.MockTransport`` returning a
@@ -282,6 +285,235 @@ def cold(guard: breaker.Breaker, adapter: object, stub: Callable[..., object], b
         gc.enable()
 
 
+# ------------------------------------------------------------------ the Gemini adapter, beside the OpenAI one
+GEMINI_RESPONSE = json.dumps({
+    "candidates": [{"content": {"parts": [{"text": "ok"}], "role": "model"}, "finishReason": "STOP", "index": 0}],
+    "usageMetadata": {"promptTokenCount": 412, "candidatesTokenCount": 2, "totalTokenCount": 414,
+                      "cachedContentTokenCount": 128},
+    "modelVersion": "gemini-2.5-flash",
+}).encode()
+GEMINI_HISTORY = [{"role": "model" if m["role"] == "assistant" else "user", "parts": [{"text": m["content"]}]}
+                  for m in HISTORY[1:]]
+
+
+def gemini_requests(n: int) -> list[list[dict]]:
+    """``requests(n)`` in Gemini's shape: 19 shared contents and a new last one (the system prompt goes
+    in ``config.system_instruction``)."""
+    return [GEMINI_HISTORY + [{"role": "user", "parts": [{"text": f"next question {next(_serial)}"}]}]
+            for _ in range(n)]
+
+
+def gemini(rounds: int, calls: int) -> None:
+    """The Gemini adapter measured as the OpenAI one above: in the SDK (a timing shim as
+    ``Models._generate_content``, the one-request method breaker patches, HTTP stubbed with
+    ``httpx2.MockTransport``), then isolated (a stub returning a ready response)."""
+    try:
+        from google import genai as google_genai
+        from google.genai import models as genai_models, types
+    except ImportError as e:
+        print(f"(skipping the Gemini adapter: {e}; pip install agent-cost-breaker[gemini])")
+        return
+    from breaker.providers.drivers import run_sync
+    from breaker.providers.gemini import GeminiAdapter
+
+    inside = [0.0]
+    original = genai_models.Models.__dict__["_generate_content"]
+
+    def shim(self: object, **kwargs: object) -> object:
+        t0 = time.perf_counter()
+        try:
+            return original(self, **kwargs)
+        finally:
+            inside[0] += time.perf_counter() - t0
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(200, content=GEMINI_RESPONSE, headers={"content-type": "application/json"})
+
+    client = google_genai.Client(api_key="bench", http_options=types.HttpOptions(
+        base_url="http://bench.invalid", client_args={"transport": httpx2.MockTransport(handler)}))
+    cfg = types.GenerateContentConfig(max_output_tokens=256, system_instruction=HISTORY[0]["content"])
+
+    def send(batch: list[list[dict]]) -> float:
+        inside[0] = 0.0
+        t0 = time.perf_counter()
+        for contents in batch:
+            client.models.generate_content(model="gemini-2.5-flash", contents=contents, config=cfg)
+        return (time.perf_counter() - t0 - inside[0]) / len(batch) * 1e6
+
+    genai_models.Models._generate_content = shim  # type: ignore[method-assign]
+    configs: list[Config] = [Bare("bare google-genai"), WithBreaker("google-genai + breaker", telemetry=False)]
+    try:
+        for cfg_ in configs:
+            with cfg_:
+                send(gemini_requests(20))
+        gc.disable()
+        for _ in range(rounds):
+            for cfg_ in configs:
+                batch = gemini_requests(calls)
+                with cfg_:
+                    cfg_.samples.append(send(batch))
+            gc.collect()
+    finally:
+        gc.enable()
+        genai_models.Models._generate_content = original  # type: ignore[method-assign]
+    print(f"Gemini, {rounds} rounds x {calls} calls, 20-content generate_content request, HTTP stubbed")
+    base = statistics.median(configs[0].samples)
+    for cfg_ in configs:
+        s = sorted(cfg_.samples)
+        med = statistics.median(s)
+        added = "" if cfg_ is configs[0] else f"{med - base:+.1f}"
+        print(f"{cfg_.name:32} {med:8.1f} {s[len(s) // 10]:8.1f} {s[(len(s) * 9) // 10]:8.1f} {added:>8}")
+
+    ready = types.GenerateContentResponse.model_validate(json.loads(GEMINI_RESPONSE))
+    guard = breaker.Breaker(budgets=[breaker.Budget(usd=1_000_000)], alerts=[], telemetry=False)
+    adapter = GeminiAdapter()
+
+    def stub(**kwargs: object) -> object:
+        return ready
+
+    bare, guarded = [], []
+    gc.disable()
+    try:
+        with guard.session("isolated-gemini"):
+            for _ in range(rounds):
+                for out, guarded_call in ((bare, False), (guarded, True)):
+                    batch = gemini_requests(2000)
+                    t0 = time.perf_counter()
+                    for contents in batch:
+                        kwargs = {"model": "gemini-2.5-flash", "contents": contents, "config": cfg}
+                        if guarded_call:
+                            run_sync(guard, adapter, stub, (), kwargs)
+                        else:
+                            stub(**kwargs)
+                    out.append((time.perf_counter() - t0) / len(batch) * 1e6)
+                gc.collect()
+    finally:
+        gc.enable()
+    added_ = sorted(g - b for g, b in zip(guarded, bare))
+    print(f"the Gemini adapter's own work, isolated ({rounds} rounds x 2000 calls): median "
+          f"{statistics.median(added_):.1f} µs per call (p10 {added_[len(added_) // 10]:.1f}, "
+          f"p90 {added_[(len(added_) * 9) // 10]:.1f})")
+
+
+# ------------------------------------------------------------------ the Bedrock adapter, beside the OpenAI one
+BEDROCK_MODEL = "us.anthropic.claude-sonnet-4-20250514-v1:0"
+BEDROCK_RESPONSE = json.dumps({
+    "output": {"message": {"role": "assistant", "content": [{"text": "ok"}]}}, "stopReason": "end_turn",
+    "usage": {"inputTokens": 284, "outputTokens": 2, "totalTokens": 414, "cacheReadInputTokens": 128},
+    "metrics": {"latencyMs": 1},
+}).encode()
+BEDROCK_SYSTEM = [{"text": HISTORY[0]["content"]}]
+BEDROCK_HISTORY = [{"role": m["role"], "content": [{"text": m["content"]}]} for m in HISTORY[1:]]
+
+
+def bedrock_requests(n: int) -> list[list[dict]]:
+    """``requests(n)`` in Converse's shape: 19 shared messages and a new last one (the system prompt
+    goes in ``system``)."""
+    return [BEDROCK_HISTORY + [{"role": "user", "content": [{"text": f"next question {next(_serial)}"}]}]
+            for _ in range(n)]
+
+
+def bedrock(rounds: int, calls: int) -> None:
+    """The Bedrock adapter measured as the OpenAI one above: in the SDK (a real boto3
+    ``bedrock-runtime`` client, a timing shim as its class's ``converse``, the method breaker's
+    wrapper calls, and the HTTP send answered by a ``before-send`` handler, botocore's own way to
+    stub the wire: request building, validation, serialisation and SigV4 signing all run), then
+    isolated (a stub returning a ready response)."""
+    try:
+        import boto3
+        from botocore.awsrequest import AWSResponse
+    except ImportError as e:
+        print(f"(skipping the Bedrock adapter: {e}; pip install agent-cost-breaker[bedrock])")
+        return
+    from breaker.providers.bedrock import ConverseAdapter
+    from breaker.providers.drivers import run_sync
+
+    class Raw:  # what AWSResponse reads a body from
+        def stream(self, **kwargs: object) -> Any:
+            yield BEDROCK_RESPONSE
+
+    def answer(**kwargs: object) -> AWSResponse:
+        return AWSResponse("http://bench.invalid", 200, {"content-type": "application/json"}, Raw())
+
+    client = boto3.client("bedrock-runtime", region_name="us-east-1", endpoint_url="http://bench.invalid",
+                          aws_access_key_id="bench", aws_secret_access_key="bench")
+    client.meta.events.register("before-send.bedrock-runtime.Converse", answer)
+    inside = [0.0]
+    cls = type(client)  # botocore's class for this one client: nothing else sees the shim
+    original = cls.__dict__["converse"]
+
+    def shim(self: object, **kwargs: object) -> object:
+        t0 = time.perf_counter()
+        try:
+            return original(self, **kwargs)
+        finally:
+            inside[0] += time.perf_counter() - t0
+
+    cls.converse = shim
+
+    def send(batch: list[list[dict]]) -> float:
+        inside[0] = 0.0
+        t0 = time.perf_counter()
+        for msgs in batch:  # client.converse looked up per call: instrument() sets it on the client
+            client.converse(modelId=BEDROCK_MODEL, messages=msgs, system=BEDROCK_SYSTEM,
+                            inferenceConfig={"maxTokens": 256})
+        return (time.perf_counter() - t0 - inside[0]) / len(batch) * 1e6
+
+    configs: list[Config] = [Bare("bare boto3"), WithBreaker("boto3 + breaker", telemetry=False)]
+    try:
+        for cfg in configs:
+            with cfg:
+                send(bedrock_requests(20))
+        gc.disable()
+        for _ in range(rounds):
+            for cfg in configs:
+                batch = bedrock_requests(calls)
+                with cfg:
+                    cfg.samples.append(send(batch))
+            gc.collect()
+    finally:
+        gc.enable()
+    print(f"Bedrock, {rounds} rounds x {calls} calls, 20-message converse request, HTTP stubbed "
+          f"(boto3's own work per call: {inside[0] / calls * 1e6:,.0f} µs)")
+    base = statistics.median(configs[0].samples)
+    for cfg in configs:
+        s = sorted(cfg.samples)
+        med = statistics.median(s)
+        added = "" if cfg is configs[0] else f"{med - base:+.1f}"
+        print(f"{cfg.name:32} {med:8.1f} {s[len(s) // 10]:8.1f} {s[(len(s) * 9) // 10]:8.1f} {added:>8}")
+
+    ready = json.loads(BEDROCK_RESPONSE)
+    guard = breaker.Breaker(budgets=[breaker.Budget(usd=1_000_000)], alerts=[], telemetry=False)
+    adapter = ConverseAdapter()
+
+    def stub(**kwargs: object) -> object:
+        return ready
+
+    bare, guarded = [], []
+    gc.disable()
+    try:
+        with guard.session("isolated-bedrock"):
+            for _ in range(rounds):
+                for out, guarded_call in ((bare, False), (guarded, True)):
+                    batch = bedrock_requests(2000)
+                    t0 = time.perf_counter()
+                    for msgs in batch:
+                        kwargs = {"modelId": BEDROCK_MODEL, "messages": msgs, "system": BEDROCK_SYSTEM,
+                                  "inferenceConfig": {"maxTokens": 256}}
+                        if guarded_call:
+                            run_sync(guard, adapter, stub, (), kwargs)
+                        else:
+                            stub(**kwargs)
+                    out.append((time.perf_counter() - t0) / len(batch) * 1e6)
+                gc.collect()
+    finally:
+        gc.enable()
+    added_ = sorted(g - b for g, b in zip(guarded, bare))
+    print(f"the Bedrock adapter's own work, isolated ({rounds} rounds x 2000 calls): median "
+          f"{statistics.median(added_):.1f} µs per call (p10 {added_[len(added_) // 10]:.1f}, "
+          f"p90 {added_[(len(added_) * 9) // 10]:.1f})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=25)
@@ -334,6 +566,8 @@ def main() -> None:
         print(f"{cfg.name:32} {med:8.1f} {p10:8.1f} {p90:8.1f} {added:>8}")
 
     isolated(args.rounds)
+    gemini(args.rounds, args.calls)
+    bedrock(args.rounds, args.calls)
 
     if args.profile:
         cfg = configs[1]

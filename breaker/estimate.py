@@ -9,13 +9,8 @@ enforced with zero overshoot. The count is deliberately generous: dict keys
 and numbers inside messages and tool schemas count too, since tool
 definitions are rendered into the prompt.
 
-Non-text parts get fixed bounds, documented here:
-
-* an image part (``image_url``, ``input_image``, ``image``) counts
-  ``IMAGE_PART_TOKENS`` (above what OpenAI and Anthropic charge for the
-  largest image they accept after resizing), not the size of its data;
-* a document or file part counts the bytes of its data plus
-  ``DOCUMENT_PART_TOKENS``. For very image-heavy PDFs this is an estimate, not a bound.
+Non-text parts (images, documents, audio, video) get the fixed bounds documented
+in ``breaker.parts``.
 
 ``strict=False`` gives the looser estimate (a quarter of the bytes, about
 what tokenizers produce for English and code). It reserves less, so more
@@ -54,6 +49,8 @@ from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from .parts import DOCUMENT_PART_TOKENS, IMAGE_PART_TOKENS, converse_media, gemini_media
+
 __all__ = [
     "DOCUMENT_PART_TOKENS",
     "IMAGE_PART_TOKENS",
@@ -68,14 +65,6 @@ __all__ = [
     "materialize",
     "measure",
 ]
-
-IMAGE_PART_TOKENS = 6_000
-"""Bound per image part. OpenAI bills at most ~1,600 tokens for one image at high detail
-(GPT-4.1-mini-style patches cap at 1,536), Anthropic ~1,600 (more for its high-resolution
-models, under 5,000); 6,000 covers all of them."""
-
-DOCUMENT_PART_TOKENS = 6_000
-"""Added per document / file part on top of the bytes of its data (page images)."""
 
 MESSAGE_OVERHEAD = 8
 """Per message: role markers and separators of the chat template (OpenAI's is 3–4)."""
@@ -135,6 +124,8 @@ def measure(value: Any) -> tuple[int, int, Any]:
         return len(value), 0, bytes(value)
     if isinstance(value, type):  # a class (a pydantic model given as a response format): its name
         return _text_len(value.__qualname__), 0, value.__qualname__
+    if type(value).__module__.startswith("PIL."):  # an image google-genai sends as an image part
+        return 0, IMAGE_PART_TOKENS, ("<image>", getattr(value, "size", None), id(value))
     dump = getattr(value, "model_dump", None)  # SDK objects passed back as messages
     if dump is not None:
         return measure(dump(exclude_none=True, mode="json"))
@@ -180,6 +171,12 @@ def _mapping(value: Any) -> tuple[int, int, Any]:
         kind = None
     elif kind in _IMAGE_TYPES:
         return 0, IMAGE_PART_TOKENS, ("<image>", _canon_plain(value))
+    if "inline_data" in value or "inlineData" in value or "file_data" in value or "fileData" in value:
+        return gemini_media(value)
+    if len(value) == 1 and ("image" in value or "document" in value or "video" in value):
+        media = converse_media(value, measure)
+        if media is not None:
+            return media
     n, fixed, items = 0, DOCUMENT_PART_TOKENS if kind in _DOCUMENT_TYPES else 0, []
     for k, v in value.items():
         b, f, c = measure(v)

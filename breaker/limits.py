@@ -12,8 +12,9 @@ Source: each provider's model documentation (OpenAI's model pages, Anthropic's
 Where a model can produce more with an opt-in (Claude 3.7 Sonnet's 128k output beta),
 the larger figure is used: a ceiling here must never be below what the model can
 send. A name matches its entry exactly or as a dated snapshot of it
-(``gpt-4o-2024-08-06``, ``claude-3-5-sonnet-20241022``, ``-latest``, ``-001``); any other
-name (a newer model, a fine-tune) is not guessed from a family it resembles.
+(``gpt-4o-2024-08-06``, ``claude-3-5-sonnet-20241022``, ``-latest``, ``-001``), also behind a
+Bedrock id's region, vendor and version (``us.anthropic.claude-sonnet-4-20250514-v1:0``); any
+other name (a newer model, a fine-tune) is not guessed from a family it resembles.
 """
 
 from __future__ import annotations
@@ -73,6 +74,11 @@ MAX_OUTPUT_TOKENS: dict[str, int] = {
 }
 
 _PREFIXES = ("openai/", "anthropic/", "models/", "google/")
+# A Bedrock model id: an optional cross-region prefix (us., eu., apac., global. ...), the vendor,
+# the model, its version ("-v1:0").
+_BEDROCK_ID = re.compile(
+    r"^(?:[a-z-]+\.)?(?:anthropic|amazon|meta|mistral|cohere|ai21|deepseek|openai|qwen|google)\.(.+?)(?:-v\d+)?(?::\d+)?$"
+)
 _SNAPSHOT = re.compile(r"-(\d{4}-\d{2}-\d{2}|\d{8}|\d{4}|\d{3}|latest|preview(-\d{2}-\d{2})?)$")
 
 
@@ -83,6 +89,9 @@ def max_output_tokens(model: str) -> int | None:
     for prefix in _PREFIXES:
         if name.startswith(prefix):
             name = name[len(prefix):]
+    bedrock = _BEDROCK_ID.match(name)
+    if bedrock is not None:
+        name = bedrock.group(1)
     found = MAX_OUTPUT_TOKENS.get(name)
     while found is None:
         dated = _SNAPSHOT.search(name)

@@ -13,7 +13,11 @@ is patched for the model routes: a caller that posts a model request itself
 (LiteLLM's OpenAI route does, since 1.110) is seen there, while a request sent
 through a patched method above is already in flight and passes straight
 through. SDK-level HTTP retries happen inside one patched call: one call is
-one admission, never billed twice.
+one admission, never billed twice. boto3 ``bedrock-runtime`` clients have no SDK
+class to patch: ``bedrock_client.py`` wraps each client object, and says why.
+google-genai is patched one level below its public methods, at the one-request
+``Models._generate_content(_stream)``, since ``generate_content`` may send several
+requests (automatic function calling, continuation): ``gemini.py`` says more.
 """
 
 from __future__ import annotations
@@ -30,9 +34,11 @@ from typing import TYPE_CHECKING, Any, Callable
 import wrapt
 
 from ..errors import ConfigError
-from . import _shapes
+from . import _shapes, openai_routes
 from .attempt import Adapter
 from .drivers import open_stream, run_async, run_sync
+from . import gemini  # google-genai: its targets, wrap() resources and adapters
+from . import bedrock_client  # boto3 bedrock-runtime: per client object (see there)
 
 if TYPE_CHECKING:
     from ..adapter import Guard
@@ -56,11 +62,13 @@ TARGETS: tuple[tuple[str, str, str, str, str], ...] = (
       for m in ("create", "parse", "stream")),
     *((f"{sdk}._base_client", cls, "post", sdk, "http") for sdk in ("openai", "anthropic")
       for cls in ("SyncAPIClient", "AsyncAPIClient")),
+    *openai_routes.TARGETS,  # embeddings, images, speech, transcription, translation
+    *gemini.TARGETS,  # google-genai Models / AsyncModels, one request each (see providers/gemini.py)
 )
 
 # The paths (query string dropped) that carry a model request, per SDK, and the adapter that reads it.
 _ROUTES: dict[str, dict[str, str]] = {
-    "openai": {"/chat/completions": "chat", "/responses": "responses"},
+    "openai": {"/chat/completions": "chat", "/responses": "responses", **openai_routes.PATHS},
     "anthropic": {"/v1/messages": "messages"},
 }
 
@@ -70,6 +78,8 @@ _CLIENT_RESOURCES: tuple[tuple[tuple[str, ...], tuple[str, ...], str], ...] = (
     (("responses",), ("create", "parse"), "responses"),
     (("messages",), ("create", "parse", "stream"), "messages"),
     (("beta", "messages"), ("create", "parse", "stream"), "messages"),
+    *openai_routes.CLIENT_RESOURCES,
+    *gemini.CLIENT_RESOURCES,  # a genai.Client's models and aio.models
 )
 
 _lock = threading.Lock()
@@ -81,7 +91,8 @@ def _adapters() -> dict[str, Adapter]:
     from .anthropic import MessagesAdapter
     from .openai import ChatAdapter, ResponsesAdapter
 
-    return {"chat": ChatAdapter(), "responses": ResponsesAdapter(), "messages": MessagesAdapter()}
+    return {"chat": ChatAdapter(), "responses": ResponsesAdapter(), "messages": MessagesAdapter(),
+            **openai_routes.adapters(), **gemini.adapters()}
 
 
 def _load_sentinels(sdk: str | None = None) -> None:
@@ -137,13 +148,19 @@ def _make_http_wrapper(guard: Guard, routes: dict[str, Adapter], is_async: bool,
         if guard.inflight() is not None or not switch.on:  # the common case first: sent by a patched method
             return wrapped(*args, **kwargs)
         body = kwargs.get("body")
-        if not isinstance(body, Mapping) or not _parses_a_model(kwargs.get("cast_to")):
-            return wrapped(*args, **kwargs)
         path = args[0] if args else kwargs.get("path")
-        adapter = routes.get(path.partition("?")[0]) if isinstance(path, str) else None
+        route = path.partition("?")[0] if isinstance(path, str) else ""
+        cast_to = kwargs.get("cast_to")
+        if not isinstance(body, Mapping) or not (_parses_a_model(cast_to) or openai_routes.sdk_parsed(route, cast_to)):
+            return wrapped(*args, **kwargs)
+        adapter = routes.get(route)
         if adapter is None:
             return wrapped(*args, **kwargs)
-        return run(guard, adapter, functools.partial(_post_body, wrapped, args, kwargs), (), dict(body))
+        if kwargs.get("files") is not None:  # multipart (an upload): openai_routes
+            return run(guard, for_client(adapter, instance, instance), functools.partial(openai_routes.post_form,
+                       wrapped, args, kwargs), (), openai_routes.form_kwargs(body, kwargs["files"]))
+        return run(guard, for_client(adapter, instance, instance), functools.partial(_post_body, wrapped, args, kwargs),
+                   (), dict(body))
 
     return http_wrapper
 
@@ -199,7 +216,7 @@ def _make_wrapper(
         def stream_wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict) -> Any:
             if not switch.on or bind is None:
                 return wrapped(*args, **kwargs)
-            return open_stream(guard, adapter, bind, instance, args, kwargs, is_async)
+            return open_stream(guard, for_client(adapter, instance), bind, instance, args, kwargs, is_async)
 
         return stream_wrapper
     if is_async:
@@ -207,16 +224,52 @@ def _make_wrapper(
         def async_wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict) -> Any:
             if not switch.on:
                 return wrapped(*args, **kwargs)
-            return run_async(guard, adapter, wrapped, args, kwargs)
+            return run_async(guard, for_client(adapter, instance), wrapped, args, kwargs)
 
         return async_wrapper
 
     def sync_wrapper(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict) -> Any:
         if not switch.on:
             return wrapped(*args, **kwargs)
-        return run_sync(guard, adapter, wrapped, args, kwargs)
+        return run_sync(guard, for_client(adapter, instance), wrapped, args, kwargs)
 
     return sync_wrapper
+
+
+_VARIANTS: dict[tuple[int, str], Adapter] = {}
+
+
+def for_client(adapter: Adapter, resource: Any, client: Any = None) -> Adapter:
+    """``adapter`` for the provider that serves ``resource``'s client (its ``base_url`` host).
+
+    An OpenAI client pointed at ``https://api.groq.com/openai/v1`` calls Groq, which bills
+    Groq's prices: the host names the provider by genai-prices' own URL patterns
+    (``breaker.pricing.provider_for_url``), found once per client and kept on it. A host
+    none of them claims (a local server, a proxy) keeps the adapter's default provider as
+    a hint. The SDK resources keep their client as ``_client`` (every Stainless SDK
+    does); a resource without one is left as it is. ``client``: the API client itself
+    (a patched ``post``'s own object, whose ``_client`` is its HTTP client).
+    """
+    if client is None:
+        client = getattr(resource, "_client", resource)
+    state = getattr(client, "__dict__", None)
+    if state is None:
+        return adapter
+    provider = state.get("_breaker_provider", _UNSEEN)
+    if provider is _UNSEEN:
+        from ..pricing import provider_for_url
+
+        provider = state["_breaker_provider"] = provider_for_url(str(getattr(client, "base_url", "") or ""))
+    if provider is None:
+        return adapter
+    key = (id(adapter), provider)
+    variant = _VARIANTS.get(key)
+    if variant is None:
+        variant = _VARIANTS[key] = adapter.for_provider(provider)
+    return variant
+
+
+_UNSEEN = object()
 
 
 def _is_async(cls_name: str, fn: Any) -> bool:
@@ -256,6 +309,7 @@ def instrument(guard: Guard) -> None:
             patched = wrapt.FunctionWrapper(original, wrapper)
             setattr(cls, method, patched)
             patches.append((cls, method, original, patched))
+        patches += bedrock_client.instrument(guard, switch)
         _installed["guard"] = guard
         _installed["patches"] = patches
         _installed["switch"] = switch
@@ -270,18 +324,87 @@ def uninstrument(guard: Guard) -> bool:
         for cls, method, original, patched in _installed["patches"]:
             if cls.__dict__.get(method) is patched:
                 setattr(cls, method, original)
+        bedrock_client.uninstrument(guard)
         _installed["guard"] = None
         _installed["patches"] = []
         return True
 
 
-def wrap(guard: Guard, client: Any) -> Any:
-    """Instrument one OpenAI / Anthropic client (sync or async) and return it.
+def _wrap_post(guard: Guard, client: Any, routes: dict[str, Adapter], is_async: bool) -> None:
+    """Patch this client's own ``post`` for the model routes, as ``instrument()`` patches the class's.
+
+    A model request any namespace of the client sends reaches it (the SDKs'
+    resources all send through ``client.post``), so ``beta.chat.completions``,
+    ``beta.responses`` or a namespace a later SDK adds are metered too; a request
+    a patched method sent is in flight already and passes straight through. A
+    resource binds ``client.post`` when it is made: those made before this (by
+    the caller, or by ``wrap()`` itself) are pointed at the patched one.
+    """
+    original = getattr(client, "post", None)
+    if original is None:
+        return
+    patched = wrapt.FunctionWrapper(original, _make_http_wrapper(guard, routes, is_async, _Switch()))
+    client.post = patched
+    _repoint_posts(client, client, patched, set())
+
+
+def _repoint_posts(obj: Any, client: Any, patched: Any, seen: set[int]) -> None:
+    """Point the resources made already under ``obj`` (its public cached attributes) at ``patched``."""
+    for name, value in list(getattr(obj, "__dict__", {}).items()):
+        if name.startswith("_") or id(value) in seen or not hasattr(value, "__dict__"):
+            continue
+        seen.add(id(value))
+        post = vars(value).get("_post")
+        if post is not None and getattr(post, "__self__", None) is client:
+            value._post = patched
+        _repoint_posts(value, client, patched, seen)
+
+
+def _wrap_copies(guard: Guard, client: Any, provider: str | None) -> None:
+    """``copy()`` and its alias ``with_options()`` build a new client (fresh resources, none of the
+    patches on this one): the copy is wrapped by the same guard, with the ``provider`` named for this
+    client unless the copy is pointed at another ``base_url`` (its host decides then)."""
+
+    def copied(wrapped: Callable[..., Any], instance: Any, args: tuple, kwargs: dict) -> Any:
+        new = wrapped(*args, **kwargs)
+        same_host = str(getattr(new, "base_url", "")) == str(getattr(instance, "base_url", ""))
+        return wrap(guard, new, provider if same_host else None)
+
+    for name in ("copy", "with_options"):
+        method = getattr(client, name, None)
+        if callable(method):
+            setattr(client, name, wrapt.FunctionWrapper(method, copied))
+
+
+def wrap(guard: Guard, client: Any, provider: str | None = None) -> Any:
+    """Instrument one OpenAI / Anthropic client (sync or async), or a ``google.genai.Client``
+    (its ``aio`` too), and return it.
 
     Only this client's calls go through ``guard``; another guard can wrap
     another client in the same process. Wrapping twice with the same guard is
-    a no-op.
+    a no-op. ``provider`` names whose prices apply (``"groq"`` for an OpenAI
+    client pointed at Groq); without it, the client's ``base_url`` host decides
+    where it can (``for_client``).
+
+    Every namespace of an OpenAI / Anthropic client is covered, not only the
+    methods named in ``_CLIENT_RESOURCES`` (``beta.chat.completions.parse``,
+    ``beta.responses``, ``with_raw_response``...): ``_wrap_post``. So is every
+    copy (``with_options(timeout=5)``, ``copy()``): ``_wrap_copies``.
     """
+    if provider is not None:
+        from ..pricing import provider_id
+
+        named = provider_id(provider)
+        if named is None:
+            raise ConfigError(
+                f"wrap(client, provider={provider!r}): genai-prices knows no provider {provider!r}. Use one of its "
+                f"ids ('openai', 'azure', 'groq', 'together', 'openrouter', 'deepseek', 'mistral', 'x-ai', "
+                f"'fireworks', 'cerebras', 'google', 'aws', ...), or leave provider out."
+            )
+        if hasattr(client, "__dict__"):
+            client.__dict__["_breaker_provider"] = named
+    if bedrock_client.is_client(client):  # a boto3 client: its methods are wrapped on the object
+        return bedrock_client.wrap_client(guard, client, _Switch())
     _load_sentinels(type(client).__module__.partition(".")[0])
     marks = client.__dict__.setdefault("_breaker_guards", set()) if hasattr(client, "__dict__") else None
     if marks is None:
@@ -290,6 +413,10 @@ def wrap(guard: Guard, client: Any) -> Any:
         return client
     adapters = _adapters()
     is_async = type(client).__name__.startswith("Async")
+    sdk = type(client).__module__.partition(".")[0]
+    if sdk in _ROUTES:  # an OpenAI / Anthropic client: every namespace of it, and every copy of it
+        _wrap_post(guard, client, {path: adapters[name] for path, name in _ROUTES[sdk].items()}, is_async)
+        _wrap_copies(guard, client, provider)
     found = False
     for path, methods, key in _CLIENT_RESOURCES:
         resource = client
@@ -309,13 +436,16 @@ def wrap(guard: Guard, client: Any) -> Any:
                 if bind is not None:
                     patched._self_breaker_bind = functools.partial(_bind_layer, wrapper, bind)  # type: ignore[attr-defined]
             else:
-                patched = wrapt.FunctionWrapper(bound, _make_wrapper(guard, adapters[key], "call", is_async, _Switch()))
+                # A sync client can hold async resources (a genai.Client's aio.models): decided per method.
+                sends_async = is_async or _is_async(type(resource).__name__, bound)
+                patched = wrapt.FunctionWrapper(bound, _make_wrapper(guard, adapters[key], "call", sends_async, _Switch()))
             setattr(resource, method, patched)
             found = True
     if not found:
         raise ConfigError(
             f"breaker cannot wrap {type(client).__name__}: it has none of chat.completions, responses, "
-            f"messages. Pass an openai.OpenAI / AsyncOpenAI or anthropic.Anthropic / AsyncAnthropic client."
+            f"messages, models. Pass an openai.OpenAI / AsyncOpenAI, anthropic.Anthropic / AsyncAnthropic "
+            f"or google.genai.Client client."
         )
     marks.add(id(guard))
     return client

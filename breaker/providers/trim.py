@@ -2,7 +2,8 @@
 
 Why here: trimming must know how each provider pairs a tool call with its
 result (OpenAI chat ``tool_calls`` / ``role: "tool"``, Responses ``*_call`` /
-``*_output`` items, Anthropic ``tool_use`` / ``tool_result`` blocks): that is
+``*_output`` items, Anthropic ``tool_use`` / ``tool_result`` blocks, Gemini
+``function_call`` / ``function_response`` parts): that is
 request-shape knowledge, which lives with the providers, not in the engine.
 """
 
@@ -15,7 +16,7 @@ from ..estimate import estimate
 
 __all__ = ["STYLES", "trim_messages", "trimmed_bound"]
 
-STYLES = ("openai", "openai-responses", "anthropic")
+STYLES = ("openai", "openai-responses", "anthropic", "gemini")
 _PINNED_ROLES = ("system", "developer")
 
 
@@ -43,6 +44,16 @@ def _links(item: Any, style: str) -> tuple[list[str], list[str]]:
         call_id = _get(item, "call_id")
         if isinstance(kind, str) and call_id is not None:
             (answers if kind.endswith("_output") else opens).append(call_id)
+    elif style == "gemini":  # function_call parts answered by function_response parts (by id, else by name)
+        for part in _get(item, "parts") or ():
+            if isinstance(part, str):
+                continue
+            call = _get(part, "function_call") or _get(part, "functionCall")
+            if call is not None:
+                opens.append(_get(call, "id") or _get(call, "name") or "")
+            answer = _get(part, "function_response") or _get(part, "functionResponse")
+            if answer is not None:
+                answers.append(_get(answer, "id") or _get(answer, "name") or "")
     else:  # anthropic: tool_use / tool_result content blocks
         content = _get(item, "content")
         if isinstance(content, (list, tuple)):
@@ -52,6 +63,11 @@ def _links(item: Any, style: str) -> tuple[list[str], list[str]]:
                     opens.append(_get(block, "id"))
                 elif kind in ("tool_result", "mcp_tool_result"):
                     answers.append(_get(block, "tool_use_id") or "")
+                elif kind is None and isinstance(block, Mapping):  # Bedrock Converse: {"toolUse": {...}} blocks
+                    if isinstance(block.get("toolUse"), Mapping) and block["toolUse"].get("toolUseId") is not None:
+                        opens.append(block["toolUse"]["toolUseId"])
+                    elif isinstance(block.get("toolResult"), Mapping):
+                        answers.append(block["toolResult"].get("toolUseId") or "")
     return opens, answers
 
 
@@ -77,6 +93,10 @@ def trim_messages(messages: Sequence[Any], keep_last: int, *, style: str) -> lis
       blocks in the next user message. The window also starts on a user turn,
       as the Messages API expects: when the cut falls on an assistant turn, the
       conversation's opening user message (the task) is kept in front of it.
+      Bedrock Converse messages (``toolUse`` / ``toolResult`` blocks) use this style too.
+    - ``"gemini"``: ``contents`` (``Content`` objects or dicts); a ``model`` turn's
+      ``function_call`` parts answered by ``function_response`` parts (matched by
+      ``id``, else by function name); the window starts on a user turn, as for Anthropic.
 
     Messages may be dicts or SDK objects; they are returned as they came (not
     copied), in their original order. A conversation already short enough is
@@ -124,7 +144,7 @@ def trim_messages(messages: Sequence[Any], keep_last: int, *, style: str) -> lis
     if cut == 0:
         return items
     kept = set(rest[cut:])
-    if style == "anthropic" and _get(items[rest[cut]], "role") != "user":
+    if style in ("anthropic", "gemini") and _get(items[rest[cut]], "role") != "user":
         first = items[rest[0]]
         if _get(first, "role") == "user" and not answers[0]:
             kept.add(rest[0])

@@ -12,10 +12,12 @@ import json
 import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence, Union
+from urllib.parse import unquote
 
 __all__ = ["Received", "Reply", "ReplyLike", "Rendered"]
 
 _PIECE = re.compile(r"\S+\s*|\s+")
+_GEMINI_MODEL = re.compile(r"/models/([^/:?]+):")  # Gemini names the model in the path
 
 
 @dataclass(frozen=True)
@@ -27,7 +29,8 @@ class Reply:
             when streamed, one chunk (unless ``chunks`` says otherwise).
         output_tokens: output tokens to report (default: words + reasoning
             tokens). Never more than the request's ``max_tokens`` /
-            ``max_completion_tokens`` / ``max_output_tokens`` unless ``ignore_cap``.
+            ``max_completion_tokens`` / ``max_output_tokens`` (Gemini's
+            ``generationConfig.maxOutputTokens``) unless ``ignore_cap``.
         input_tokens: input tokens to report, cache included (default: a
             count from the request, always below breaker's strict bound).
         cached_tokens: input tokens read from the prompt cache.
@@ -48,6 +51,11 @@ class Reply:
             (a provider that does not honour ``max_tokens``).
         usage_chunk_extra: more top-level fields on a chat stream's usage chunk, as
             some OpenAI-compatible hosts send (Groq's ``x_groq``, search citations).
+        audio_input_tokens: the part of the input that was audio (OpenAI
+            ``prompt_tokens_details.audio_tokens``).
+        audio_output_tokens: the part of the output that was audio.
+        service_tier: the tier the answer says served it (OpenAI ``service_tier``);
+            default: the request's own, ``"default"`` when it asked for none or ``"auto"``.
     """
 
     text: str = "Hello from FakeLLM."
@@ -67,6 +75,9 @@ class Reply:
     raw_usage: Any = None
     ignore_cap: bool = False
     usage_chunk_extra: Mapping[str, Any] | None = None
+    audio_input_tokens: int = 0
+    audio_output_tokens: int = 0
+    service_tier: str | None = None
 
 
 ReplyLike = Union[Reply, Callable[["Received"], Reply]]
@@ -79,23 +90,35 @@ class Received:
     ``body`` is the parsed JSON body; credentials headers are not kept.
     """
 
-    api: str  # "chat", "responses" or "messages"
+    api: str  # "chat", "responses", "messages", "gemini", or the Bedrock operation ("converse", ...)
     path: str
     body: dict[str, Any]
     headers: dict[str, str] = field(default_factory=dict)
 
     @property
     def model(self) -> str | None:
-        return self.body.get("model")
+        found = self.body.get("model")
+        if found is None and (named := _GEMINI_MODEL.search(self.path.split("?", 1)[0])) is not None:
+            return named.group(1)
+        if found is None and self.path.startswith("/model/"):  # Bedrock: /model/{modelId}/converse
+            return unquote(self.path.split("/")[2])
+        return found
 
     @property
     def stream(self) -> bool:
-        return bool(self.body.get("stream"))
+        return (bool(self.body.get("stream")) or ":streamGenerateContent" in self.path
+                or (self.path.startswith("/model/") and self.path.split("?", 1)[0].endswith("-stream")))
 
     @property
     def output_cap(self) -> int | None:
         """The output cap the request carried, whichever field it used."""
         body = self.body
+        bedrock = body.get("inferenceConfig")  # Bedrock Converse
+        if isinstance(bedrock, Mapping) and bedrock.get("maxTokens") is not None:
+            return int(bedrock["maxTokens"])
+        gemini = body.get("generationConfig")
+        if isinstance(gemini, Mapping) and gemini.get("maxOutputTokens") is not None:
+            return int(gemini["maxOutputTokens"])
         for name in ("max_output_tokens", "max_completion_tokens", "max_tokens"):
             value = body.get(name)
             if value is not None:
@@ -118,6 +141,8 @@ class Rendered:
     web_search_calls: int
     truncated: bool
     reply: Reply
+    service_tier: str = "default"  # what an OpenAI answer says served it
+    speed: str | None = None  # Anthropic fast mode, echoed in its usage
 
     @property
     def text(self) -> str:
@@ -160,9 +185,12 @@ def render(reply: Reply, received: Received) -> Rendered:
         tools = []
     inp = reply.input_tokens if reply.input_tokens is not None else count_input(received.body)
     inp = max(inp, reply.cached_tokens + reply.cache_write_tokens)
+    asked = received.body.get("service_tier")
+    tier = reply.service_tier or (asked if isinstance(asked, str) and asked != "auto" else "default")
+    speed = received.body.get("speed")
     return Rendered(
         pieces, tools, inp, out, reply.cached_tokens, reply.cache_write_tokens, reply.cache_write_1h_tokens,
-        reasoning, reply.web_search_calls, truncated, reply,
+        reasoning, reply.web_search_calls, truncated, reply, tier, speed if isinstance(speed, str) else None,
     )
 
 
@@ -174,12 +202,12 @@ def count_input(body: Mapping[str, Any]) -> int:
     """
     total = 0
     messages = 0
-    for key in ("messages", "input", "system", "instructions", "tools"):
+    for key in ("messages", "input", "contents", "system", "instructions", "systemInstruction", "tools", "toolConfig"):
         value = body.get(key)
         if value is None:
             continue
         total += _text_bytes(value)
-        if key in ("messages", "input") and isinstance(value, list):
+        if key in ("messages", "input", "contents") and isinstance(value, list):
             messages += len(value)
         elif key == "input":
             messages += 1
@@ -191,6 +219,10 @@ def _text_bytes(value: Any) -> int:
         return len(value.encode())
     if isinstance(value, Mapping):
         if value.get("type") in ("image_url", "input_image", "image"):
+            return 0
+        if "inlineData" in value or "fileData" in value:  # Gemini media: counted apart by the provider
+            return 0
+        if len(value) == 1 and ("image" in value or "video" in value or "document" in value):  # Bedrock media
             return 0
         return sum(_text_bytes(v) for v in value.values())
     if isinstance(value, list):

@@ -1,8 +1,9 @@
-"""``FakeLLM``: a loopback HTTP server speaking the OpenAI and Anthropic wire formats.
+"""``FakeLLM``: a loopback HTTP server speaking the OpenAI, Anthropic and Gemini wire formats.
 
 Point the real SDKs at it (``openai.OpenAI(base_url=fake.base_url)``,
-``anthropic.Anthropic(base_url=fake.anthropic_base_url)``) to test code that
-makes model calls with no network and no API key. It answers each request
+``anthropic.Anthropic(base_url=fake.anthropic_base_url)``, ``fake.gemini()`` for
+``google.genai.Client``, ``fake.bedrock()`` for boto3's ``bedrock-runtime``: ``bedrock_wire``) to test
+code that makes model calls with no network and no API key. It answers each request
 with the next scripted ``Reply`` (or the default one), in JSON or as
 server-sent events, honours the request's output cap, and records every
 request so a test can count what actually reached "the provider".
@@ -18,11 +19,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Iterable
 
 from .reply import Received, Reply, ReplyLike, render
+from .media_wire import MEDIA_APIS, media_answer, media_request, media_route
 from .wire import error_body, json_body, stream_events
 
 __all__ = ["FakeLLM"]
 
-_SECRET_HEADERS = frozenset({"authorization", "x-api-key", "api-key", "cookie"})
+_SECRET_HEADERS = frozenset({"authorization", "x-api-key", "api-key", "cookie", "x-amz-security-token"})
 
 
 def _route(path: str) -> str | None:
@@ -35,7 +37,11 @@ def _route(path: str) -> str | None:
         return "count_tokens"
     if path.endswith("/messages"):
         return "messages"
-    return None
+    if path.endswith((":generateContent", ":streamGenerateContent")):
+        return "gemini"
+    if path.endswith(":countTokens"):
+        return "gemini_count_tokens"
+    return media_route(path)  # embeddings, images, audio
 
 
 class _Server(ThreadingHTTPServer):
@@ -64,6 +70,10 @@ class FakeLLM:
         base_url: ``http://127.0.0.1:PORT/v1`` for ``openai.OpenAI(base_url=...)``
             (Anthropic clients also work with it, but ``anthropic_base_url`` is the natural one).
         anthropic_base_url: ``http://127.0.0.1:PORT`` for ``anthropic.Anthropic(base_url=...)``.
+        gemini_base_url: ``http://127.0.0.1:PORT`` for ``google.genai.Client(http_options=
+            types.HttpOptions(base_url=...))`` (the SDK adds ``/v1beta/models/...``).
+        bedrock_endpoint_url: ``http://127.0.0.1:PORT`` for ``boto3.client("bedrock-runtime",
+            endpoint_url=...)`` (``fake.bedrock()`` makes such a client with dummy credentials).
     """
 
     def __init__(self, script: Iterable[ReplyLike] = (), *, default: ReplyLike | None = Reply()) -> None:
@@ -110,10 +120,18 @@ class FakeLLM:
         return f"http://127.0.0.1:{self.port}"
 
     @property
+    def gemini_base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
 
     openai_base_url = base_url
+
+    @property
+    def bedrock_endpoint_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
 
     # ------------------------------------------------------------------ script
     def push(self, *replies: ReplyLike) -> FakeLLM:
@@ -164,6 +182,44 @@ class FakeLLM:
 
         return anthropic.AsyncAnthropic(**{"base_url": self.anthropic_base_url, "api_key": "fake-key", **kw})
 
+    def gemini(self, **kw: Any) -> Any:
+        """A ``google.genai.Client`` pointed at this server (its ``.aio`` is the async client).
+
+        ``http_options`` given as a ``types.HttpOptions`` or a dict keeps its other
+        settings; its ``base_url`` is this server's unless it names another. Keep a
+        reference to the client while using it: google-genai closes its HTTP client
+        when the ``Client`` object is collected, even if ``client.models`` is still held.
+        """
+        from google import genai
+        from google.genai import types
+
+        options = kw.pop("http_options", None)
+        if options is None:
+            options = types.HttpOptions()
+        elif isinstance(options, dict):
+            options = types.HttpOptions(**options)
+        if options.base_url is None:
+            options = options.model_copy(update={"base_url": self.gemini_base_url})
+        return genai.Client(**{"api_key": "fake-key", "http_options": options, **kw})
+
+    def bedrock(self, *, retries: int = 0, **kw: Any) -> Any:
+        """A boto3 ``bedrock-runtime`` client pointed at this server, with dummy credentials and a
+        region given, so botocore looks nothing up (no credential chain, no instance metadata).
+
+        ``retries``: how many times botocore retries a throttled or failed request (its own
+        default is 4, with back-off sleeps of up to seconds; 0 keeps tests fast).
+        """
+        import boto3  # type: ignore[import-untyped]
+        from botocore.config import Config  # type: ignore[import-untyped]
+
+        config = Config(retries={"total_max_attempts": retries + 1, "mode": "standard"})
+        if kw.get("config") is not None:
+            config = config.merge(kw.pop("config"))
+        return boto3.client("bedrock-runtime", **{
+            "region_name": "us-east-1", "endpoint_url": self.bedrock_endpoint_url, "aws_access_key_id": "fake-key",
+            "aws_secret_access_key": "fake-secret", "config": config, **kw,
+        })
+
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
@@ -176,17 +232,28 @@ class _Handler(BaseHTTPRequestHandler):
         fake: FakeLLM = self.server.fake  # type: ignore[attr-defined]
         length = int(self.headers.get("content-length") or 0)
         raw = self.rfile.read(length) if length else b""
+        if self.path.startswith("/model/"):  # AWS Bedrock Runtime: its own errors and event-stream framing
+            from .bedrock_wire import serve
+
+            kept = {k.lower(): v for k, v in self.headers.items() if k.lower() not in _SECRET_HEADERS}
+            return serve(self, fake, raw, kept)
         api = _route(self.path)
         if api is None:
             return self._json(404, {"error": {"message": f"FakeLLM does not serve {self.path}"}})
         try:
-            body = json.loads(raw or b"{}")
+            media = api in MEDIA_APIS.values()
+            body = media_request(self.headers.get("content-type", ""), raw) if media else json.loads(raw or b"{}")
         except ValueError:
             return self._json(400, error_body(api if api != "count_tokens" else "messages", 400, "body is not JSON"))
         if api == "count_tokens":
             from .reply import count_input
 
             return self._json(200, {"input_tokens": count_input(body)})
+        if api == "gemini_count_tokens":
+            from .gemini_wire import count_body
+            from .reply import count_input
+
+            return self._json(200, count_body(count_input(body)))
         headers = {k.lower(): v for k, v in self.headers.items() if k.lower() not in _SECRET_HEADERS}
         received = Received(api, self.path, body, headers)
         reply = fake._next(received)
@@ -195,11 +262,13 @@ class _Handler(BaseHTTPRequestHandler):
         if reply.status != 200:
             return self._json(reply.status, error_body(api, reply.status, reply.error),
                               {"retry-after-ms": "1", "x-should-retry": "true"})
+        if media:
+            return media_answer(self, api, reply, received)
         rendered = render(reply, received)
-        model = str(body.get("model") or "fake-model")
-        if body.get("stream"):
+        model = str(received.model or "fake-model")
+        if received.stream:
             return self._sse(stream_events(api, rendered, model, body), reply.break_after)
-        return self._json(200, json_body(api, rendered, model))
+        return self._json(200, json_body(api, rendered, model, body))
 
     def _json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
         data = json.dumps(payload).encode()

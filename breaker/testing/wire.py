@@ -1,9 +1,10 @@
-"""The three wire formats FakeLLM speaks, as plain functions over a ``Rendered`` reply.
+"""The wire formats FakeLLM speaks, as plain functions over a ``Rendered`` reply.
 
 Each API has a JSON body and a list of server-sent events. Events are
 ``(event_name | None, data)`` pairs; ``data`` is a dict (sent as JSON) or the
 literal ``"[DONE]"``. Shapes follow what the official SDKs parse: OpenAI chat
-completions, OpenAI Responses and Anthropic Messages.
+completions, OpenAI Responses and Anthropic Messages here; Gemini's REST format
+in ``gemini_wire``.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import itertools
 import time
 from typing import Any
 
+from . import gemini_wire
 from .reply import Rendered
 
 __all__ = ["error_body", "json_body", "stream_events"]
@@ -20,7 +22,9 @@ _ids = itertools.count(1)
 Event = tuple[str | None, Any]
 
 
-def json_body(api: str, r: Rendered, model: str) -> dict[str, Any]:
+def json_body(api: str, r: Rendered, model: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    if api == "gemini":  # Gemini's answer depends on the request (thought parts): gemini_wire
+        return gemini_wire.json_body(r, model, body or {})
     return _JSON[api](r, model)
 
 
@@ -29,6 +33,8 @@ def stream_events(api: str, r: Rendered, model: str, body: dict[str, Any]) -> li
 
 
 def error_body(api: str, status: int, message: str) -> dict[str, Any]:
+    if api in ("gemini", "gemini_count_tokens"):
+        return gemini_wire.error_body(status, message)
     if api == "messages":
         kind = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error",
                 429: "rate_limit_error", 529: "overloaded_error"}.get(status, "api_error")
@@ -46,8 +52,8 @@ def _chat_usage(r: Rendered) -> Any:
         "completion_tokens": r.output_tokens,
         "total_tokens": r.input_tokens + r.output_tokens,
         "prompt_tokens_details": {"cached_tokens": r.cached_tokens, "cache_write_tokens": r.cache_write_tokens,
-                                  "audio_tokens": 0},
-        "completion_tokens_details": {"reasoning_tokens": r.reasoning_tokens, "audio_tokens": 0,
+                                  "audio_tokens": r.reply.audio_input_tokens},
+        "completion_tokens_details": {"reasoning_tokens": r.reasoning_tokens, "audio_tokens": r.reply.audio_output_tokens,
                                       "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0},
     }
 
@@ -67,7 +73,7 @@ def _chat_json(r: Rendered, model: str) -> dict[str, Any]:
     return {
         "id": f"chatcmpl-fake{next(_ids)}", "object": "chat.completion", "created": int(time.time()), "model": model,
         "choices": [{"index": 0, "message": message, "finish_reason": _chat_finish(r), "logprobs": None}],
-        "usage": _chat_usage(r), "system_fingerprint": "fp_fake",
+        "usage": _chat_usage(r), "system_fingerprint": "fp_fake", "service_tier": r.service_tier,
     }
 
 
@@ -77,6 +83,7 @@ def _chat_events(r: Rendered, model: str, body: dict[str, Any]) -> list[Event]:
 
     def chunk(delta: dict[str, Any], finish: str | None = None) -> Event:
         data: dict[str, Any] = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
+                                "service_tier": r.service_tier,
                                 "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}]}
         if usage_wanted:
             data["usage"] = None
@@ -91,7 +98,8 @@ def _chat_events(r: Rendered, model: str, body: dict[str, Any]) -> list[Event]:
     events.append(chunk({}, _chat_finish(r)))
     if usage_wanted:
         events.append((None, {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
-                              "choices": [], "usage": _chat_usage(r), **(r.reply.usage_chunk_extra or {})}))
+                              "service_tier": r.service_tier, "choices": [], "usage": _chat_usage(r),
+                              **(r.reply.usage_chunk_extra or {})}))
     events.append((None, "[DONE]"))
     return events
 
@@ -135,6 +143,7 @@ def _resp_object(r: Rendered, model: str, rid: str, done: bool) -> dict[str, Any
         "incomplete_details": {"reason": "max_output_tokens"} if done and r.truncated else None,
         "error": None, "instructions": None, "metadata": {}, "parallel_tool_calls": True, "temperature": 1.0,
         "tool_choice": "auto", "tools": [], "top_p": 1.0, "text": {"format": {"type": "text"}},
+        "service_tier": r.service_tier,
     }
 
 
@@ -192,6 +201,7 @@ def _msg_usage(r: Rendered) -> Any:
         "cache_creation": {"ephemeral_5m_input_tokens": r.cache_write_tokens - w1h, "ephemeral_1h_input_tokens": w1h},
         "server_tool_use": {"web_search_requests": r.web_search_calls, "web_fetch_requests": 0},
         "service_tier": "standard",
+        **({"speed": r.speed} if r.speed else {}),
     }
 
 
@@ -254,4 +264,5 @@ def _msg_events(r: Rendered, model: str, body: dict[str, Any]) -> list[Event]:
 
 
 _JSON = {"chat": _chat_json, "responses": _resp_json, "messages": _msg_json}
-_EVENTS = {"chat": _chat_events, "responses": _resp_events, "messages": _msg_events}
+_EVENTS = {"chat": _chat_events, "responses": _resp_events, "messages": _msg_events,
+           "gemini": gemini_wire.stream_events}

@@ -175,7 +175,7 @@ def test_openai_trim_never_orphans_a_result(msgs, keep):
 
 def test_bad_arguments_say_what_to_use():
     with pytest.raises(ValueError, match="use one of"):
-        trim_messages([], 2, style="gemini")
+        trim_messages([], 2, style="cohere")
     with pytest.raises(ValueError, match="at least 1"):
         trim_messages([], 0, style="openai")
     with pytest.raises(TypeError, match="list of messages"):

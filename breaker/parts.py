@@ -1,0 +1,83 @@
+"""The fixed bounds of a request's non-text parts (images, documents, audio, video), per shape.
+
+``breaker.estimate`` bounds text by its UTF-8 bytes; a part that is not text is
+bounded here instead:
+
+* an image part (``image_url``, ``input_image``, ``image``) counts
+  ``IMAGE_PART_TOKENS`` (above what OpenAI and Anthropic charge for the
+  largest image they accept after resizing), not the size of its data;
+* a document or file part counts the bytes of its data plus
+  ``DOCUMENT_PART_TOKENS``. For very image-heavy PDFs this is an estimate, not a bound;
+* Gemini media parts (``inline_data`` / ``inlineData``): an ``image/*`` blob counts
+  ``IMAGE_PART_TOKENS`` (Gemini 3 bills at most 1,120 a image at high resolution,
+  Gemini 2.x 258 per 768-pixel tile: 6,000 covers images up to about 3,500 pixels a
+  side); audio, video and PDF blobs count the bytes of their data (Gemini bills 32
+  tokens a second of audio, about 263 a second of video, 258 a page: below what any
+  such file weighs) plus ``DOCUMENT_PART_TOKENS``; a ``file_data`` reference (an
+  uploaded file, a URI) counts ``DOCUMENT_PART_TOKENS``, an estimate, since its size is
+  not in the request. A PIL image object counts ``IMAGE_PART_TOKENS``;
+* Bedrock Converse blocks (``{"image": {...}}``, ``{"document": ...}``, ``{"video": ...}``):
+  an image counts ``IMAGE_PART_TOKENS``; a document or video counts the bytes of its
+  data (or of its text source) plus ``DOCUMENT_PART_TOKENS``. One given by an S3
+  location counts ``DOCUMENT_PART_TOKENS`` only: an estimate, since its size is not in
+  the request (long videos especially).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Callable
+
+__all__ = ["DOCUMENT_PART_TOKENS", "IMAGE_PART_TOKENS", "converse_media", "gemini_media"]
+
+IMAGE_PART_TOKENS = 6_000
+"""Bound per image part. OpenAI bills at most ~1,600 tokens for one image at high detail
+(GPT-4.1-mini-style patches cap at 1,536), Anthropic ~1,600 (more for its high-resolution
+models, under 5,000); 6,000 covers all of them."""
+
+DOCUMENT_PART_TOKENS = 6_000
+"""Added per document / file part on top of the bytes of its data (page images)."""
+
+
+def _text_len(s: str) -> int:
+    return len(s) if s.isascii() else len(s.encode("utf-8", "surrogatepass"))
+
+
+def gemini_media(part: Any) -> tuple[int, int, Any]:
+    """``measure`` of a Gemini media part: see the module docstring."""
+    blob = part.get("inline_data") or part.get("inlineData")
+    if not isinstance(blob, Mapping):  # a file reference: its size is not in the request
+        return 0, DOCUMENT_PART_TOKENS, ("<media>", repr(sorted(part.items(), key=repr)))
+    mime = blob.get("mime_type") or blob.get("mimeType") or ""
+    data = blob.get("data")
+    if isinstance(data, (bytes, bytearray)):
+        size, key = len(data), hash(bytes(data))  # the data's hash, never its text, in the fingerprint
+    elif isinstance(data, str):
+        size, key = len(data) * 3 // 4 + 3, hash(data)  # base64 text: the bytes it decodes to
+    else:
+        size, key = 0, None
+    canonical = ("<media>", str(mime), key)
+    if isinstance(mime, str) and mime.startswith("image/"):
+        return 0, IMAGE_PART_TOKENS, canonical
+    return size, DOCUMENT_PART_TOKENS, canonical
+
+
+def converse_media(block: Any, measure: Callable[[Any], tuple[int, int, Any]]) -> tuple[int, int, Any] | None:
+    """``measure`` of a Bedrock Converse media block (see the module docstring); ``None`` when
+    it is not one (a one-key mapping named like one, in a tool schema say). ``measure`` is
+    ``breaker.estimate.measure``, for a text or S3 source."""
+    ((kind, part),) = block.items()
+    source = part.get("source") if isinstance(part, Mapping) else None
+    if not isinstance(source, Mapping):
+        return None
+    data = source.get("bytes")
+    if isinstance(data, (bytes, bytearray)):
+        size, key = len(data), hash(bytes(data))  # the data's hash, never its text, in the fingerprint
+    else:  # an S3 location, or a document's text source
+        size, _, canonical = measure(source)
+        key = hash(canonical)
+    found = ("<media>", kind, str(part.get("format")), key)
+    if kind == "image":
+        return 0, IMAGE_PART_TOKENS, found
+    name = part.get("name")  # a document's name is part of the prompt
+    return size + (_text_len(name) if isinstance(name, str) else 0), DOCUMENT_PART_TOKENS, found
