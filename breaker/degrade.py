@@ -14,8 +14,10 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 from .adapter import Call, Patch
+from .checks import near_miss, whole
 from .errors import ConfigError
 from .providers.effort import EFFORTS
+from .usage import MAX_UNITS
 
 __all__ = ["Degrade"]
 
@@ -42,17 +44,22 @@ class Degrade:
     hook: Callable[[dict[str, Any]], dict[str, Any]] | None = None
 
     def __post_init__(self) -> None:
+        # Whether each target model has a price is checked by the Breaker, which holds the prices.
         if self.model_map is not None and (
             not isinstance(self.model_map, Mapping)
-            or not all(isinstance(k, str) and isinstance(v, str) for k, v in self.model_map.items())
+            or not all(isinstance(k, str) and isinstance(v, str) and k and v for k, v in self.model_map.items())
         ):
-            raise ConfigError(f"Degrade(model_map={self.model_map!r}) must map model names to model names")
+            raise ConfigError(
+                f"Degrade(model_map={self.model_map!r}) must map model names to model names, "
+                f"e.g. model_map={{'gpt-4o': 'gpt-4o-mini'}}")
         for name in ("max_output_tokens", "keep_last_messages"):
             value = getattr(self, name)
-            if value is not None and (type(value) is not int or value < 1):
-                raise ConfigError(f"Degrade({name}={value!r}) must be a whole number of at least 1")
+            if value is not None:
+                whole(name, value, owner="Degrade", high=MAX_UNITS, example="1024" if name[0] == "m" else "20")
         if self.reasoning_effort is not None and self.reasoning_effort not in EFFORTS:
-            raise ConfigError(f"Degrade(reasoning_effort={self.reasoning_effort!r}): use one of {EFFORTS}")
+            near = near_miss(self.reasoning_effort, EFFORTS) if isinstance(self.reasoning_effort, str) else None
+            hint = f"did you mean {near!r}? " if near else ""
+            raise ConfigError(f"Degrade(reasoning_effort={self.reasoning_effort!r}): {hint}use one of {EFFORTS}")
         if self.hook is not None and not callable(self.hook):
             raise ConfigError("Degrade(hook=...) must be a function taking and returning the request kwargs")
 

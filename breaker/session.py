@@ -14,12 +14,15 @@ import functools
 import inspect
 import threading
 import uuid
+import weakref
+from asyncio import _get_running_loop, current_task
 from contextvars import ContextVar
 from typing import Any, Callable, Literal, Protocol, TypeVar
 
 from .errors import SessionKilled, Tripped
 
-__all__ = ["Session", "SessionHost", "SessionScope", "State", "new_session_id"]
+__all__ = ["OpenStream", "Session", "SessionHost", "SessionScope", "State", "new_session_id", "reader_here",
+           "stopped_streams", "track_stream"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -30,7 +33,8 @@ class State:
     ``touched`` is stamped with the guard's clock by the session registry.
     """
 
-    __slots__ = ("id", "lock", "loops", "tripped", "unpriced", "degrade_hint", "loop_degrade", "open", "touched", "outcomes")
+    __slots__ = ("id", "lock", "loops", "tripped", "unpriced", "degrade_hint", "loop_degrade", "open", "touched", "outcomes",
+                 "streams")
 
     def __init__(self, session_id: str, loops: Any, now: float) -> None:
         self.id = session_id
@@ -43,6 +47,7 @@ class State:
         self.open = 0
         self.touched = now
         self.outcomes: list[str] = []
+        self.streams: weakref.WeakSet[OpenStream] | None = None  # its calls' unfinished streams: track_stream
 
 
 class SessionHost(Protocol):
@@ -232,3 +237,73 @@ def _owns(session: Session, trip: Tripped) -> bool:
     if trip.scope == "session":
         return trip.key == session.id or not any(s.id == trip.key for s in session.ancestors)
     return session.parent is None
+
+
+# ---------------------------------------------------------------------- unfinished streams
+# A stream a call returned holds its reservation until it is read to the end, closed or collected. One
+# its caller stopped reading (a ``break``) but still references would hold it for good, and every later
+# call under a tight budget would wait for it. So a session knows its calls' unfinished streams, and
+# each read of a stream notes who read it: the thread, the asyncio task, the session block. When that
+# same reader starts another call of the session (or of a session inside it), or leaves the session
+# block, it has stopped reading the stream: the stream is settled, billed for what arrived, and closed.
+# A stream read in another thread, task or block is never cut; one not read yet is never cut (it may
+# be handed to whoever reads it, a streaming HTTP response say): it settles when read, closed or collected.
+
+_streams_lock = threading.Lock()
+
+
+class OpenStream(Protocol):
+    """An unfinished stream of a session's call (``providers/streams.py``)."""
+
+    done: bool
+
+    def stopped(self, reader: tuple[int, int, int]) -> bool:
+        """Whether ``reader`` (``reader_here``) read it last and is not reading it now."""
+
+    def stop(self) -> None:
+        """Settle it for what arrived, and close it: a later read raises an error that says why."""
+
+    async def stop_async(self) -> None:
+        """``stop`` from a coroutine."""
+
+
+def reader_here(block: Session | None, owner: Session) -> tuple[int, int, int]:
+    """Who reads ``owner``'s stream now: this thread, the asyncio task running in it (0 outside any),
+    and the session block: ``owner`` when read inside it (or inside a session within it, or outside
+    any), else the ``block`` it is read in.
+
+    Identities, not objects: a stream must not keep its reader's task or session alive.
+    """
+    if block is None or block is owner or owner in block.ancestors:
+        block = owner
+    loop = _get_running_loop()
+    return threading.get_ident(), (id(current_task(loop)) if loop is not None else 0), id(block)
+
+
+def track_stream(session: Session, stream: OpenStream) -> None:
+    """Remember ``stream`` until it is settled or collected (held weakly: collection still settles it)."""
+    state = session.state
+    with _streams_lock:
+        streams = state.streams
+        if streams is None:
+            streams = state.streams = weakref.WeakSet()
+        streams.add(stream)
+
+
+def stopped_streams(session: Session, enclosing: bool = True) -> list[OpenStream]:
+    """The unfinished streams this reader stopped reading, as a call in ``session`` starts (with
+    ``enclosing``: those of the sessions around it too, whose budgets its calls share) or as the
+    ``session`` block ends (without)."""
+    found: list[OpenStream] = []
+    for block in (session, *session.ancestors) if enclosing and session.ancestors else (session,):
+        streams = block.state.streams
+        if not streams:
+            continue
+        reader = reader_here(block, block)
+        with _streams_lock:
+            for stream in list(streams):
+                if stream.done:
+                    streams.discard(stream)
+                elif stream.stopped(reader):
+                    found.append(stream)
+    return found

@@ -45,6 +45,7 @@ from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from . import semconv as sc
+from .logsafe import error_summary
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider
@@ -210,8 +211,8 @@ class OTel:
             handle = _CallSpan(span, _now(), owned)
             self._pending.set(handle)
             return handle
-        except Exception:  # telemetry must never break a call
-            log.exception("breaker telemetry failed to start a span")
+        except Exception as e:  # telemetry must never break a call
+            log.error("breaker telemetry failed to start a span (%s)", error_summary(e))  # no traceback: logsafe
             return None
 
     def end(self, ticket: Ticket, usage: Usage | None, cost_nano: int | None, error: BaseException | None) -> None:
@@ -241,8 +242,8 @@ class OTel:
                 self._duration.record(_now() - t0, sets[2])
             if cost_nano:
                 self._cost.add(cost_nano / _NANO, sets[3])
-        except Exception:
-            log.exception("breaker telemetry failed to end a span")
+        except Exception as e:
+            log.error("breaker telemetry failed to end a span (%s)", error_summary(e))
 
     def _metric_attrs(self, key: tuple[Any, ...]) -> tuple[dict[str, Any], ...]:
         """Attribute sets for the four metrics, built once per combination (they are on the hot path)."""
@@ -292,8 +293,8 @@ class OTel:
         if self.budget_remaining:
             try:
                 remaining = session.remaining_usd
-            except Exception:  # a shared ledger that does not answer: the span still ends
-                log.debug("breaker telemetry could not read the remaining budget", exc_info=True)
+            except Exception as e:  # a shared ledger that does not answer: the span still ends
+                log.debug("breaker telemetry could not read the remaining budget (%s)", error_summary(e))
                 remaining = None
             if remaining is not None:
                 attrs[sc.BREAKER_BUDGET_REMAINING_USD] = remaining

@@ -12,6 +12,7 @@ import logging
 from typing import Any, Callable
 
 from ..events import Event
+from ..redact import scrub
 
 __all__ = ["Callback", "Log", "Sink", "Webhook"]
 
@@ -38,7 +39,8 @@ class Log:
     def __call__(self, event: Event) -> None:
         if event.kind == "session_end" and not self.session_end:
             return
-        self.logger.log(_LEVELS.get(event.kind, logging.WARNING), "%s: %s", event.kind, event.message)
+        # scrub: a message quoting a store's URL must not put its password in a log store
+        self.logger.log(_LEVELS.get(event.kind, logging.WARNING), "%s: %s", event.kind, scrub(event.message))
 
 
 class Callback:

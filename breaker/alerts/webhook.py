@@ -14,13 +14,16 @@ dependency. Redirects are not followed (a redirect could carry the secret
 headers elsewhere), and loopback URLs never go through a proxy.
 
 Secrets: header values and the URL's path and query (Slack webhook URLs are
-secrets themselves) are never logged nor shown in ``repr``; logs name the
-receiver by scheme and host only.
+secrets themselves) are never logged nor shown in ``repr``, in an error or in an
+exception's text; logs name the receiver by scheme and host only. A payload has
+URL credentials scrubbed (``breaker.redact``) before it leaves, in case an event's
+text quotes one.
 """
 
 from __future__ import annotations
 
 import atexit
+import http.client
 import ipaddress
 import json
 import logging
@@ -34,8 +37,10 @@ import urllib.request
 import weakref
 from typing import Any, Mapping
 
+from ..checks import seconds, whole
 from ..errors import ConfigError
 from ..events import EVENT_KINDS, Event
+from ..redact import scrub
 from .slack import slack_message
 
 __all__ = ["Webhook"]
@@ -103,6 +108,10 @@ class Webhook:
     ) -> None:
         self._url = url
         self._where = _check_url(url)
+        parts = urllib.parse.urlsplit(url)
+        # the URL's secret parts, longest first, so nothing that quotes them is shown whole
+        self._secrets = sorted({p for p in (parts.path, parts.query, parts.fragment, url) if len(p) > 1},
+                               key=len, reverse=True)
         self._loopback = _is_loopback(urllib.parse.urlsplit(url).hostname or "")
         self._headers = _check_headers(headers)
         if format not in ("json", "slack"):
@@ -114,18 +123,12 @@ class Webhook:
         if unknown:
             raise ConfigError(f"Webhook(kinds=...) has unknown kinds {sorted(unknown)}; known: {', '.join(EVENT_KINDS)}")
         self.kinds = frozenset(kinds)
-        for name, value, low in (("timeout", timeout, 0.0), ("backoff", backoff, 0.0), ("max_backoff", max_backoff, 0.0)):
-            if not isinstance(value, (int, float)) or value < low or (name == "timeout" and value == 0):
-                raise ConfigError(f"Webhook({name}={value!r}) must be a positive number of seconds")
-        if type(attempts) is not int or attempts < 1:
-            raise ConfigError(f"Webhook(attempts={attempts!r}) must be a whole number of at least 1")
-        if type(max_queue) is not int or max_queue < 1:
-            raise ConfigError(f"Webhook(max_queue={max_queue!r}) must be a whole number of at least 1")
-        self.timeout = float(timeout)
-        self.attempts = attempts
-        self.backoff = float(backoff)
-        self.max_backoff = float(max_backoff)
-        self.max_queue = max_queue
+        # finite and in range: NaN would make every attempt fail (or wait) in ways nothing reports
+        self.timeout = seconds("timeout", timeout, owner="Webhook", high=300.0, zero=False, example="5.0")
+        self.backoff = seconds("backoff", backoff, owner="Webhook", high=3600.0, example="0.5")
+        self.max_backoff = seconds("max_backoff", max_backoff, owner="Webhook", example="30.0")
+        self.attempts = whole("attempts", attempts, owner="Webhook", high=100, example="5")
+        self.max_queue = whole("max_queue", max_queue, owner="Webhook", high=10_000_000, example="1000")
 
         self.delivered = 0
         self.retries = 0
@@ -225,8 +228,10 @@ class Webhook:
                     self._drop("queue_full", "the sink was closed before it could be sent", event)
                 else:
                     self._deliver(event)
-            except BaseException:  # the worker must outlive anything one event does
-                log.exception("webhook %s: unexpected error delivering a %s event", self._where, event.kind)
+            except BaseException as e:  # the worker must outlive anything one event does
+                # no traceback: an exception's text (and its chain's) can quote the secret URL
+                log.error("webhook %s: unexpected error delivering a %s event: %s: %s",
+                          self._where, event.kind, type(e).__name__, self._hide(str(e)))
             finally:
                 with self._idle:
                     self._pending -= 1
@@ -282,9 +287,10 @@ class Webhook:
         try:
             retrying(self._post, body)
         except RetryError as e:
-            self._drop("failed", f"{e.last_attempt.exception()} (after {e.last_attempt.attempt_number} attempts)", event)
+            self._drop("failed", self._hide(f"{e.last_attempt.exception()} (after {e.last_attempt.attempt_number} "
+                                            f"attempts)"), event)
         except _Permanent as e:
-            self._drop("failed", str(e), event)
+            self._drop("failed", self._hide(str(e)), event)
         else:
             self.delivered += 1
 
@@ -293,7 +299,13 @@ class Webhook:
 
     def _render(self, event: Event) -> bytes:
         payload = slack_message(event) if self.format == "slack" else event.as_dict()
-        return json.dumps(payload, default=str, ensure_ascii=False).encode("utf-8")
+        return scrub(json.dumps(payload, default=str, ensure_ascii=False)).encode("utf-8")
+
+    def _hide(self, text: str) -> str:
+        """``text`` with this sink's URL, path and query replaced by ``…``."""
+        for secret in self._secrets:
+            text = text.replace(secret, "…")
+        return text
 
     def _post(self, body: bytes) -> None:
         request = urllib.request.Request(self._url, data=body, method="POST", headers=self._headers)
@@ -308,7 +320,9 @@ class Webhook:
             raise _Permanent(f"HTTP {status}") from None
         except (urllib.error.URLError, OSError) as e:  # refused, reset, DNS, timeout
             reason = getattr(e, "reason", e)
-            raise _Retryable(f"{type(reason).__name__}: {reason}") from None
+            raise _Retryable(self._hide(f"{type(reason).__name__}: {reason}")) from None
+        except http.client.HTTPException as e:  # a garbled status line, a cut-off body
+            raise _Retryable(type(e).__name__) from None
 
     def _drop(self, why: str, detail: str, event: Event) -> None:
         """Count a lost event and say so in the log (a flood logs once per ``_LOG_EVERY`` seconds)."""
@@ -329,15 +343,20 @@ def _check_url(url: Any) -> str:
     """Validate ``url``; return the part safe to log (scheme, host, port)."""
     if not isinstance(url, str):
         raise ConfigError(f"Webhook(url) must be a string, got {type(url).__name__}")
-    parts = urllib.parse.urlsplit(url)
-    host = parts.hostname
+    if not url.isprintable() or any(c.isspace() for c in url):  # the URL is not echoed: it is a secret
+        raise ConfigError("Webhook(url) has a space or a control character in it; copy the URL again")
+    try:
+        parts = urllib.parse.urlsplit(url)
+        host, port = parts.hostname, parts.port
+    except ValueError:  # a bad port or IPv6 literal; the message would quote part of the URL
+        raise ConfigError("Webhook(url) is not a valid URL (check its host and port)") from None
     if parts.scheme not in ("https", "http") or not host:
         raise ConfigError(
             "Webhook(url) must be an absolute https:// URL such as 'https://hooks.slack.com/services/…'"
         )
     if parts.username or parts.password:
         raise ConfigError("Webhook(url) must not carry credentials in the URL; pass headers={'Authorization': ...}")
-    where = f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port else "")
+    where = f"{parts.scheme}://{host}" + (f":{port}" if port else "")
     if parts.scheme == "http" and not _is_loopback(host):
         raise ConfigError(
             f"Webhook({where}/…): https is required unless the host is loopback (localhost, 127.0.0.1, ::1); "

@@ -15,6 +15,7 @@ from typing import Any
 from ..budgets import parse_window
 from ..errors import ConfigError
 from ..ledgers.base import CallRecord
+from ..redact import scrub
 
 __all__ = [
     "CliError", "History", "add_ledger_arguments", "describe_span", "need_rich", "open_ledger", "parse_period",
@@ -103,7 +104,7 @@ def open_ledger(spec: str, prefix: str = "breaker:") -> Any:
         except ImportError:
             raise CliError("a redis:// ledger needs the redis client: pip install agent-cost-breaker[redis]") from None
         except Exception as e:
-            raise CliError(f"cannot open the Redis ledger at {spec}: {e}") from None
+            raise CliError(f"cannot open the Redis ledger at {scrub(spec)}: {scrub(str(e))}") from None
         return ledger
     if not os.path.exists(spec):
         raise CliError(
@@ -169,7 +170,7 @@ def read_history(spec: str, since_text: str | None, *, prefix: str = "breaker:",
             outcomes_of = getattr(ledger, "outcomes", None)
             outcomes: list[Outcome] = list(outcomes_of(since)) if outcomes_of is not None else []
         except Exception as e:
-            raise CliError(f"cannot read the ledger at {spec}: {e}") from None
+            raise CliError(f"cannot read the ledger at {scrub(spec)}: {scrub(str(e))}") from None
     finally:
         close = getattr(ledger, "close", None)
         if close is not None:
@@ -180,7 +181,7 @@ def read_history(spec: str, since_text: str | None, *, prefix: str = "breaker:",
     if not records:
         when = f" since {_when(since)}" if since is not None else ""
         raise CliError(
-            f"the ledger at {spec} holds no call records{when}. Calls are recorded when a Breaker "
+            f"the ledger at {scrub(spec)} holds no call records{when}. Calls are recorded when a Breaker "
             f"uses this ledger (Breaker(ledger=breaker.ledgers.SQLite(path))) and makes calls"
             + ("; try a longer --since" if since is not None else "")
         )

@@ -16,6 +16,7 @@ from typing import Any, Iterator, Sequence
 from ..events import Event
 from ..pricing import NANO
 from ._common import CliError, need_rich, usd
+from .render import visible
 
 __all__ = ["Display", "open_display"]
 
@@ -47,7 +48,7 @@ class Display:
         self._last: dict[str, str] = {}  # the last message of each kind
 
     def line(self, text: str, style: str | None = None) -> None:
-        print(text, flush=True)
+        print(visible(text), flush=True)  # ids and provider text, literally (no escape sequences)
 
     def progress(self, phase: str) -> None:
         """Move the spend bar (plain lines carry the figure instead)."""
@@ -139,7 +140,7 @@ class RichDisplay(Display):
     def line(self, text: str, style: str | None = None) -> None:
         from rich.text import Text
 
-        self._progress.console.print(Text(text, style=style or ""), highlight=False)
+        self._progress.console.print(Text(visible(text), style=style or ""), highlight=False)
 
     def done(self, killed: BaseException | None) -> None:
         self._progress.update(self._task, description="KILLED" if killed is not None else "finished")

@@ -4,6 +4,14 @@ Commands build plain rows (dicts of machine values: ints, floats, strings)
 and a list of ``Column``s; this module is the only place that knows about
 output formats, so every command offers the same three. Only ``table``
 needs ``rich``; JSON and CSV work without the ``cli`` extra.
+
+Ids (sessions, features, users, models) come from whoever called the library, so
+they are shown literally and harmlessly: in tables as ``rich`` text, never markup
+(``[link=...]`` stays those characters), with every character Python does not
+print as itself written as its escape (ESC as ``\\x1b``, a right-to-left override
+as ``\\u202e``); in CSV with a ``'`` before a cell that a spreadsheet would run as a
+formula (one starting with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return). JSON
+escapes by itself and is left exactly as the data is.
 """
 
 from __future__ import annotations
@@ -16,9 +24,25 @@ from typing import Any, Callable, Iterable, Sequence, TextIO
 
 from ._common import need_rich
 
-__all__ = ["Column", "FORMATS", "write_csv", "write_json", "write_tables"]
+__all__ = ["Column", "FORMATS", "csv_cell", "visible", "write_csv", "write_json", "write_tables"]
 
 FORMATS = ("table", "json", "csv")
+_FORMULA = ("=", "+", "-", "@", "\t", "\r")  # what a spreadsheet may read as the start of a formula
+
+
+def visible(text: str) -> str:
+    """``text`` with each character that does not print as itself shown as its Python escape."""
+    if text.isprintable():  # the usual id: nothing to do
+        return text
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
+
+
+def csv_cell(value: Any) -> Any:
+    """A CSV value no spreadsheet runs: text that starts like a formula gets a leading ``'``
+    (numbers are written as numbers, a negative one included)."""
+    if isinstance(value, str) and value.startswith(_FORMULA):
+        return "'" + value
+    return value
 
 
 @dataclass(frozen=True)
@@ -44,7 +68,7 @@ def write_csv(columns: Sequence[Column], rows: Iterable[dict[str, Any]], out: Te
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow([c.key for c in columns])
     for row in rows:
-        writer.writerow(["" if row.get(c.key) is None else row.get(c.key) for c in columns])
+        writer.writerow(["" if row.get(c.key) is None else csv_cell(row.get(c.key)) for c in columns])
 
 
 def write_tables(
@@ -57,25 +81,26 @@ def write_tables(
     from rich import box
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     console = console or Console(highlight=False)
     for title, columns, rows in tables:
-        cells = [[_cell(c, row.get(c.key)) for c in columns] for row in rows]
-        table = Table(title=title, title_justify="left", title_style="bold", header_style="bold",
+        cells = [[visible(_cell(c, row.get(c.key))) for c in columns] for row in rows]
+        table = Table(title=Text(visible(title)), title_justify="left", title_style="bold", header_style="bold",
                       box=box.SIMPLE_HEAD, show_edge=False, collapse_padding=True)
         for i, c in enumerate(columns):
             widest = max((len(r[i]) for r in cells), default=1)
             header = max(len(line) for line in c.header.splitlines() or [""])
             # Figures are never cut or wrapped (write long headers on two lines); names fold if they must.
-            table.add_column(c.header, justify="right" if c.numeric else "left", no_wrap=c.numeric,
+            table.add_column(Text(c.header), justify="right" if c.numeric else "left", no_wrap=c.numeric,
                              min_width=max(widest, header) if c.numeric else min(max(widest, header), 24),
                              overflow="fold")
         for r in cells:
-            table.add_row(*r)
+            table.add_row(*(Text(cell) for cell in r))  # Text, not str: rich would read a str as markup
         console.print(table)
         console.print()
     for note in notes:
-        console.print(note, markup=False)
+        console.print(Text(visible(note)), highlight=False)
 
 
 def _cell(column: Column, value: Any) -> str:

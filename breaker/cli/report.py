@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from typing import Any, Callable, Iterable, Sequence
 
 from ..ledgers.base import CallRecord
+from ..redact import scrub
 from ._common import Outcome, add_ledger_arguments, describe_span, read_history, usd
 from .render import FORMATS, Column, write_csv, write_json, write_tables
 
@@ -217,7 +218,7 @@ def run(args: argparse.Namespace) -> int:
         write_json({
             "from": _iso(history.since if history.since is not None else history.first),
             "to": _iso(history.now),
-            "ledger": args.ledger,
+            "ledger": scrub(args.ledger),  # a redis:// URL's password stays out of the report
             "totals": total.row(),
             "by": {by: [g.row() for g in (gs[:top] if top else gs)] for by, gs in groups.items()},
             "trips": trips,

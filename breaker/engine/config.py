@@ -12,12 +12,15 @@ from datetime import timedelta
 from typing import Any, Callable, Sequence
 
 from ..budgets import Budget, parse_window
+from ..checks import near_miss, provider_ids, seconds, similar_models, whole
 from ..degrade import Degrade
 from ..errors import ConfigError
 from ..ledgers.base import Ledger
 from ..loops import LoopPolicy
+from ..pricing import PriceBook
+from ..usage import MAX_UNITS
 
-__all__ = ["DEFAULT", "Settings", "configure"]
+__all__ = ["DEFAULT", "Settings", "check_degrade_targets", "configure"]
 
 _LEDGER_METHODS = ("reserve", "settle", "trip", "read", "sweep", "add_outcome", "records", "close")
 """The ``Ledger`` protocol's methods; the engine calls them without probing."""
@@ -64,16 +67,14 @@ def configure(
                 f"{b!r} degrades calls, but Breaker(degrade=...) is not set: add "
                 f"degrade=Degrade(model_map={{'gpt-5': 'gpt-5-mini'}}, max_output_tokens=1024)"
             )
-    if unknown_price not in ("error", "warn"):
-        raise ConfigError(f"unknown_price={unknown_price!r}: use 'error' or 'warn'")
-    if on_ledger_error not in ("closed", "open"):
-        raise ConfigError(f"on_ledger_error={on_ledger_error!r}: use 'closed' (refuse calls) or 'open' (allow, alert)")
-    if input_estimate not in ("strict", "loose"):
-        raise ConfigError(f"input_estimate={input_estimate!r}: use 'strict' (no overshoot) or 'loose'")
+    _choice("unknown_price", unknown_price, ("error", "warn"), "'error' or 'warn'")
+    _choice("on_ledger_error", on_ledger_error, ("closed", "open"), "'closed' (refuse calls) or 'open' (allow, alert)")
+    _choice("input_estimate", input_estimate, ("strict", "loose"), "'strict' (no overshoot) or 'loose'")
     if not isinstance(stream_usage, bool):
         raise ConfigError(f"stream_usage={stream_usage!r}: use True (ask streams for their usage) or False")
-    if type(min_output_tokens) is not int or min_output_tokens < 1:
-        raise ConfigError(f"min_output_tokens={min_output_tokens!r} must be a whole number of at least 1")
+    whole("min_output_tokens", min_output_tokens, owner="Breaker", high=MAX_UNITS, example="16")
+    # NaN would wait forever (no comparison with it is ever true); past a day is a unit mistake
+    wait = seconds("reservation_wait", reservation_wait, owner="Breaker", example="60.0")
     if alerts is None:
         from ..alerts import Log
 
@@ -98,5 +99,44 @@ def configure(
                 f"(blocking=True: the engine keeps async callers off its round trips)")
     return Settings(
         tuple(budgets), loops, degrade, sinks, ledger, unknown_price, on_ledger_error, input_estimate,
-        min_output_tokens, float(reservation_wait), parse_window(session_ttl, what="session_ttl"), stream_usage,
+        min_output_tokens, wait, parse_window(session_ttl, what="session_ttl"), stream_usage,
     )
+
+
+def _choice(name: str, value: object, choices: tuple[str, ...], use: str) -> None:
+    if value not in choices:
+        near = near_miss(value, choices) if isinstance(value, str) else None
+        hint = f"did you mean {near!r}? " if near else ""
+        raise ConfigError(f"{name}={value!r}: {hint}use {use}")
+
+
+def _priced_somewhere(prices: PriceBook, model: str) -> bool:
+    """Whether ``model`` has a price at some provider: the call's provider is known only at call
+    time, and some names are priced only there (Bedrock's ``us.anthropic.…`` ids, at ``aws``)."""
+    return prices.lookup(model) is not None or any(prices.lookup(model, p) is not None for p in provider_ids())
+
+
+def check_degrade_targets(degrade: Degrade | None, prices: PriceBook, unknown_price: str) -> None:
+    """Every model ``degrade`` switches to must have a price (checked once, at construction).
+
+    Why: a degraded call is priced before it is sent; a typo'd target (``"gpt-4o-mnii"``)
+    would otherwise be found only when a budget first asks to degrade, as an
+    ``UnknownPrice`` inside the user's call, at the moment money is tight. With
+    ``unknown_price="warn"`` an unpriced target is allowed (such calls are sent and
+    counted in tokens and calls), unless its name is a near-miss of a priced model,
+    which is a typo either way.
+    """
+    if degrade is None or not degrade.model_map:
+        return
+    for source, target in degrade.model_map.items():
+        if source == target or _priced_somewhere(prices, target):
+            continue
+        close = similar_models(target)
+        if unknown_price == "warn" and not close:
+            continue
+        mean = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+        raise ConfigError(
+            f"Degrade(model_map={{{source!r}: {target!r}}}): no price is known for {target!r}, so calls "
+            f"degraded to it could not be priced.{mean} If the name is right, give its price: "
+            f"Breaker(prices={{{target!r}: {{'input': 0.15, 'output': 0.6}}}}) (USD per million tokens)."
+        )

@@ -21,7 +21,7 @@ from ..errors import Tripped
 from ..events import Event
 from ..ledgers.base import Counter, Ledger
 from ..pricing import NANO
-from ..session import Session, State, new_session_id
+from ..session import Session, State, new_session_id, stopped_streams
 from .notify import Notifier
 from .plan import Plans, counter_key
 
@@ -115,6 +115,8 @@ class Sessions:
         return Session(self, sid, feature=feature, user=user, tags=tags or {}, parent=parent, state=state)
 
     def close(self, session: Session, exc: BaseException | None) -> None:
+        for stream in stopped_streams(session, enclosing=False):  # read here, unfinished: billed what arrived
+            stream.stop()
         state = session.state
         with state.lock:
             state.open -= 1

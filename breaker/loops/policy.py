@@ -9,11 +9,14 @@ hook), with the combinator's loop inlined because it runs on every call.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Sequence
 
 from ..adapter import Call, Outcome
+from ..budgets import parse_window
+from ..checks import seconds, whole
 from ..errors import ConfigError
 from .base import ACTIONS, Detection, Detector, DetectorLike, Detectors, LoopState, _worst
 from .context_growth import ContextGrowth
@@ -78,6 +81,17 @@ class LoopPolicy:
             value = getattr(self, name)
             if value is not None and (type(value) is not int or value < 1):
                 raise ConfigError(f"LoopPolicy({name}={value!r}) must be a whole number of at least 1, or None to turn it off")
+        # Numbers NaN or infinity would turn into a detector that fires on everything or nothing
+        # (every comparison with NaN is false): a hot retry would be any call after a failure.
+        seconds("min_backoff", self.min_backoff, owner="LoopPolicy", high=3600.0, zero=False, example="0.5")
+        for name in ("identical_window", "error_window"):
+            parse_window(getattr(self, name), what=f"LoopPolicy({name})")
+        whole("context_rising", self.context_rising, owner="LoopPolicy", example="3")
+        whole("spike_min_calls", self.spike_min_calls, owner="LoopPolicy", example="5")
+        f = self.spike_factor
+        if f is not None and (isinstance(f, bool) or not isinstance(f, (int, float)) or not 1 < f < math.inf):
+            raise ConfigError(f"LoopPolicy(spike_factor={f!r}) must be a finite number above 1, e.g. 10.0, "
+                              f"or None to turn it off")
         for name in ("on_detect", "context_action", "spike_action"):
             if getattr(self, name) not in ACTIONS:
                 raise ConfigError(f"LoopPolicy({name}={getattr(self, name)!r}): use 'kill', 'degrade' or 'warn'")

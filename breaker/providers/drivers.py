@@ -33,7 +33,9 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from ..adapter import warn_unreadable
 from ..errors import SessionKilled, Tripped
+from ..logsafe import error_summary
 from .attempt import Adapter, Attempt, Settlement, is_raw
+from .streams import settle_stopped, settle_stopped_async
 
 if TYPE_CHECKING:
     from ..adapter import Guard, Ticket
@@ -46,6 +48,9 @@ log = logging.getLogger("breaker")
 def _request(guard: Guard, attempt: Attempt, ticket: Ticket) -> dict[str, Any]:
     try:
         return attempt.request(ticket)
+    except Tripped as trip:  # an adapter that cannot send what was paid for (media.FixedOutput)
+        guard.release(ticket)
+        raise _refusal(guard, trip)  # noqa: B904 - the trip is its cause
     except BaseException:
         guard.release(ticket)
         raise
@@ -75,6 +80,7 @@ def run_sync(guard: Guard, adapter: Adapter, wrapped: Callable[..., Any], args: 
     attempt = Attempt.begin(guard, adapter, kwargs)
     if attempt is None:
         return wrapped(*args, **kwargs)
+    settle_stopped(guard)  # streams this code stopped reading: billed what arrived, never waited for
     try:
         ticket = guard.admit(attempt.call)
     except Tripped as trip:
@@ -83,6 +89,8 @@ def run_sync(guard: Guard, adapter: Adapter, wrapped: Callable[..., Any], args: 
     with guard.sending(ticket):
         try:
             result = wrapped(*args, **send)
+            if ticket.call.stream:
+                result = adapter.opened(result)
         except BaseException as exc:
             _settle(guard, ticket, attempt.failure(exc))
             raise
@@ -101,6 +109,7 @@ async def run_async(
     attempt = Attempt.begin(guard, adapter, kwargs)
     if attempt is None:
         return await wrapped(*args, **kwargs)
+    await settle_stopped_async(guard)  # as in run_sync
     try:
         ticket = await guard.admit_async(attempt.call)
     except Tripped as trip:
@@ -316,8 +325,8 @@ class RawRead:
         if self._claim():
             try:
                 _settle(self.guard, self.ticket, self.attempt.unread(self.ticket))
-            except Exception:  # pragma: no cover - never raise from a finalizer
-                log.exception("breaker could not settle an unread raw response")
+            except Exception as exc:  # pragma: no cover - never raise from a finalizer
+                log.error("breaker could not settle an unread raw response (%s)", error_summary(exc))
 
 
 # ------------------------------------------------------------------ Anthropic messages.stream()

@@ -4,8 +4,15 @@ A ``GuardedStream`` is a ``wrapt.ObjectProxy`` over the SDK's stream, so
 user code (and the SDKs' own stream helpers) see the same object. Each event
 goes through the adapter's ``Meter``; the stream settles exactly once, on
 whichever comes first: the end of the stream, an error while reading,
-``close()``, ``__exit__``, or garbage collection of an abandoned stream (as
-OpenTelemetry's own OpenAI instrumentation does).
+``close()``, ``__exit__``, garbage collection of an abandoned stream (as
+OpenTelemetry's own OpenAI instrumentation does), or its reader stopping:
+the code that read it last starts another call of its session, or leaves the
+session block, while it is unfinished (``session.stopped_streams``: a
+``break`` out of a stream still referenced would otherwise hold its
+reservation until collected, and a later call under a tight budget would
+wait for it). That stream is billed what arrived and closed; reading it again
+raises an error that says so. A stream read in another thread, asyncio task
+or session block is never cut, nor one not read yet.
 
 **The conservative output count.** Providers report streamed usage only at
 the end (OpenAI chat only when asked), so while a stream runs the meter keeps
@@ -28,18 +35,22 @@ two counts of what arrived:
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import weakref
 from typing import TYPE_CHECKING, Any
 
 import wrapt
 
 from ..adapter import args_fingerprint, stream_overrun, warn_unreadable
+from ..logsafe import error_summary
+from ..session import reader_here, stopped_streams, track_stream
 from ..usage import Usage
 
 if TYPE_CHECKING:
     from ..adapter import Guard, Ticket
 
-__all__ = ["AsyncGuardedStream", "GuardedStream", "Meter"]
+__all__ = ["AsyncGuardedStream", "GuardedStream", "Meter", "settle_stopped", "settle_stopped_async"]
 
 log = logging.getLogger("breaker")
 
@@ -51,7 +62,7 @@ class Meter:
     see the event (``False`` hides the usage-only chunk breaker asked for).
     """
 
-    __slots__ = ("deltas", "text_bytes", "usage", "reported_output", "input_usage", "hide_usage", "_tools")
+    __slots__ = ("deltas", "text_bytes", "usage", "reported_output", "input_usage", "hide_usage", "_tools", "served")
 
     def __init__(self, hide_usage: bool = False) -> None:
         self.deltas = 0
@@ -61,6 +72,7 @@ class Meter:
         self.input_usage: Usage | None = None  # input figures the provider sent at the start
         self.hide_usage = hide_usage
         self._tools: dict[Any, list[Any]] = {}
+        self.served: tuple[tuple[str, str], ...] | None = None  # the price variant the stream says it was served at
 
     def feed(self, event: Any) -> bool:
         raise NotImplementedError
@@ -102,15 +114,82 @@ class _Metered:
     only add the settlement's I/O.
     """
 
-    __slots__ = ("guard", "ticket", "meter", "done", "reading", "unreadable")
+    __slots__ = ("guard", "ticket", "meter", "done", "reading", "unreadable", "reader", "block", "cut", "sdk",
+                 "__weakref__")
 
-    def __init__(self, guard: Guard, ticket: Ticket, meter: Meter) -> None:
+    def __init__(self, guard: Guard, ticket: Ticket, meter: Meter, stream: Any = None) -> None:
         self.guard = guard
         self.ticket = ticket
         self.meter = meter
         self.done = False
         self.reading = False  # inside the SDK's __next__: its own closing is followed by an end or an error
         self.unreadable = False  # an event's usage could not be read: the stream bills its worst case
+        # Who read it last (session.reader_here), None before the first read; the session block reading now.
+        self.reader: tuple[int, int, int] | None = None
+        session = ticket.session
+        self.block = session.host.current.get
+        self.cut = False  # settled because its reader stopped reading it (stop): a later read raises
+        try:
+            self.sdk: Any = weakref.ref(stream) if stream is not None else None  # the SDK's stream, to close it
+        except TypeError:  # a stream type that cannot be weakly referenced: it is closed when collected
+            self.sdk = None
+        track_stream(session, self)
+
+    def refused(self) -> RuntimeError:
+        """What reading a stream ``stop`` cut raises: why it ended."""
+        return RuntimeError(_STOPPED.format(model=self.ticket.model))
+
+    def stopped(self, reader: tuple[int, int, int]) -> bool:
+        """Whether ``reader`` read it last and is not reading it now (``session.stopped_streams``)."""
+        return self.reader == reader and not self.reading and not self.done
+
+    def _cutting(self) -> bool:
+        """Mark the stream cut by ``stop`` (``False``: it was settled already, nothing to do)."""
+        if self.done:
+            return False
+        self.cut = True
+        log.info(
+            "breaker: an unfinished %s stream of session %r was settled for what had arrived and closed: the "
+            "code that read it started another call of the session, or left the session block, without "
+            "reading it to the end or closing it", self.ticket.model, self.ticket.session.id,
+        )
+        return True
+
+    def stop(self) -> None:
+        """Its reader stopped reading it: billed what arrived, the SDK's stream closed (never raises)."""
+        if not self._cutting():
+            return
+        try:
+            self.finish()
+        except Exception as exc:  # the caller's next call or session end goes on regardless
+            log.warning("breaker could not settle a stream its caller stopped reading (%s)", error_summary(exc))
+        stream = self.sdk() if self.sdk is not None else None
+        if stream is not None:
+            try:
+                if hasattr(type(stream), "__anext__"):
+                    _close_later(stream)
+                else:
+                    stream.close()
+            except Exception:  # closing is a courtesy to the provider: the money is settled already
+                pass
+
+    async def stop_async(self) -> None:
+        """``stop`` from a coroutine: the settlement and an async stream's close are awaited."""
+        if not self._cutting():
+            return
+        try:
+            await self.finish_async()
+        except Exception as exc:  # as in stop
+            log.warning("breaker could not settle a stream its caller stopped reading (%s)", error_summary(exc))
+        stream = self.sdk() if self.sdk is not None else None
+        if stream is not None:
+            try:
+                if hasattr(type(stream), "__anext__"):
+                    await _aclose(stream)
+                else:
+                    stream.close()
+            except Exception:  # as in stop
+                pass
 
     def take(self, event: Any) -> tuple[bool, BaseException | None]:
         """Feed one event: ``(show it, the error that ends the stream)``.
@@ -141,6 +220,8 @@ class _Metered:
         self.done = True
         meter, ticket = self.meter, self.ticket
         ticket.streamed_output = meter.seen_output
+        if meter.served is not None and meter.served != ticket.call.price_context:
+            ticket.served = meter.served
         usage = ticket.worst_case_usage() if self.unreadable else meter.usage
         if usage is None:
             usage = meter.billed(ticket)
@@ -151,8 +232,8 @@ class _Metered:
         if settlement is not None:
             try:
                 self.guard.settle(self.ticket, settlement[0], tool_calls=settlement[1], error=settlement[2])
-            except Exception:  # settling must never replace the caller's own exception
-                log.exception("breaker could not settle a stream")
+            except Exception as exc:  # settling must never replace the caller's own exception
+                log.error("breaker could not settle a stream (%s)", error_summary(exc))  # no traceback: logsafe
                 if error is None:
                     raise
 
@@ -162,8 +243,8 @@ class _Metered:
         if settlement is not None:
             try:
                 await self.guard.settle_async(self.ticket, settlement[0], tool_calls=settlement[1], error=settlement[2])
-            except Exception:  # as in finish
-                log.exception("breaker could not settle a stream")
+            except Exception as exc:  # as in finish
+                log.error("breaker could not settle a stream (%s)", error_summary(exc))
                 if error is None:
                     raise
 
@@ -174,6 +255,47 @@ class _Metered:
                 self.finish()
             except Exception:  # pragma: no cover - never raise from a finalizer
                 pass
+
+
+_STOPPED = (
+    "breaker settled and closed this {model} stream: the code reading it started another call of the session "
+    "(or left the session block) before reading it to the end, so it counted as abandoned and was billed for "
+    "what had arrived. Read a stream to its end or close it (`with stream:`) before the next call, or read it "
+    "in a thread or task of its own."
+)
+_CLOSING: set[asyncio.Task[None]] = set()  # closes of async streams ``stop`` started (kept until done)
+
+
+async def _quiet_aclose(stream: Any) -> None:
+    try:
+        await _aclose(stream)
+    except Exception:  # as in stop
+        pass
+
+
+def _close_later(stream: Any) -> None:
+    """Close an async SDK stream from sync code (a sync call, a session's ``__exit__``) on the running loop;
+    with none, it is closed when collected."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    task = loop.create_task(_quiet_aclose(stream))
+    _CLOSING.add(task)
+    task.add_done_callback(_CLOSING.discard)
+
+
+def settle_stopped(guard: Guard) -> None:
+    """As a call starts: settle the streams of its session that this reader stopped reading (see
+    ``session.stopped_streams``), so the call never waits for their reservations."""
+    for stream in stopped_streams(guard.current_session()):
+        stream.stop()
+
+
+async def settle_stopped_async(guard: Guard) -> None:
+    """``settle_stopped`` for a coroutine SDK method."""
+    for stream in stopped_streams(guard.current_session()):
+        await stream.stop_async()
 
 
 def _on_response_close(stream: Any, g: _Metered, name: str) -> None:
@@ -217,7 +339,7 @@ class GuardedStream(wrapt.ObjectProxy):  # type: ignore[misc]
 
     def __init__(self, wrapped: Any, guard: Guard, ticket: Ticket, meter: Meter) -> None:
         super().__init__(wrapped)
-        self._self_g = _Metered(guard, ticket, meter)
+        self._self_g = _Metered(guard, ticket, meter, wrapped)
         _on_response_close(wrapped, self._self_g, "close")
 
     def __iter__(self) -> GuardedStream:
@@ -225,6 +347,9 @@ class GuardedStream(wrapt.ObjectProxy):  # type: ignore[misc]
 
     def __next__(self) -> Any:
         g = self._self_g
+        if g.cut:
+            raise g.refused()
+        g.reader = reader_here(g.block(), g.ticket.session)  # who reads: session.stopped_streams
         while True:
             g.reading = True
             try:
@@ -260,12 +385,19 @@ class GuardedStream(wrapt.ObjectProxy):  # type: ignore[misc]
             g.abandoned()
 
 
+async def _aclose(stream: Any) -> None:
+    """Close an async SDK stream: ``close()`` on the OpenAI and Anthropic streams, ``aclose()`` on
+    the async generator google-genai streams with."""
+    close = getattr(stream, "close", None)
+    await (close() if close is not None else stream.aclose())
+
+
 class AsyncGuardedStream(wrapt.ObjectProxy):  # type: ignore[misc]
     """An async SDK stream, metered and settled exactly once."""
 
     def __init__(self, wrapped: Any, guard: Guard, ticket: Ticket, meter: Meter) -> None:
         super().__init__(wrapped)
-        self._self_g = _Metered(guard, ticket, meter)
+        self._self_g = _Metered(guard, ticket, meter, wrapped)
         _on_response_close(wrapped, self._self_g, "aclose")
 
     def __aiter__(self) -> AsyncGuardedStream:
@@ -273,6 +405,9 @@ class AsyncGuardedStream(wrapt.ObjectProxy):  # type: ignore[misc]
 
     async def __anext__(self) -> Any:
         g = self._self_g
+        if g.cut:
+            raise g.refused()
+        g.reader = reader_here(g.block(), g.ticket.session)  # who reads: session.stopped_streams
         while True:
             g.reading = True
             try:
@@ -285,14 +420,14 @@ class AsyncGuardedStream(wrapt.ObjectProxy):  # type: ignore[misc]
             show, end = g.take(event)
             if end is not None:
                 await g.finish_async()
-                await self.__wrapped__.close()
+                await _aclose(self.__wrapped__)
                 raise end
             if show:
                 return event
 
     async def close(self) -> None:
         try:
-            await self.__wrapped__.close()
+            await _aclose(self.__wrapped__)
         finally:
             await self._self_g.finish_async()
 

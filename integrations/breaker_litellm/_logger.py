@@ -22,6 +22,7 @@ LiteLLM's model table).
 
 from __future__ import annotations
 
+import itertools
 import threading
 from typing import Any
 
@@ -42,6 +43,7 @@ __all__ = ["BreakerLogger", "usage_from_litellm"]
 
 _CAPS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
 _PENDING_LIMIT = 10_000
+_IDS = itertools.count(1)
 
 
 class BreakerLogger(CustomLogger):
@@ -55,6 +57,17 @@ class BreakerLogger(CustomLogger):
     Register it with ``litellm.callbacks = [BreakerLogger(guard)]``. A refused
     call raises ``breaker.Tripped`` out of ``litellm.completion`` (a
     ``BaseException`` that ``except Exception`` cannot swallow).
+
+    **Replacing it.** LiteLLM copies ``litellm.callbacks`` into internal lists
+    (``input_callback``, ``success_callback``...) and never takes a logger out
+    of them when ``litellm.callbacks`` is reassigned; it also skips adding a
+    logger to most of them when one "like it" is there already, comparing the
+    class and its public plain attributes. So each logger carries its own
+    ``logger_id`` (a new logger is never taken for the old one: it gets its
+    success and failure events), and a logger that was in ``litellm.callbacks``
+    and is no longer there is retired: it admits no new call (the call is not
+    admitted twice, nor left to a logger that never hears of its end) and still
+    settles the calls it admitted.
     """
 
     def __init__(self, guard: Breaker) -> None:
@@ -62,8 +75,17 @@ class BreakerLogger(CustomLogger):
             raise ConfigError(f"BreakerLogger needs a breaker.Breaker, got {guard!r}")
         super().__init__()
         self.guard = guard
+        self.logger_id = next(_IDS)  # LiteLLM's key for "the same logger" (see the class docstring)
+        self._listed = False  # seen in litellm.callbacks: once it is gone from there, the logger is retired
         self._pending: dict[str, Ticket] = {}
         self._lock = threading.Condition()
+
+    def _retired(self) -> bool:
+        """Whether this logger was taken out of ``litellm.callbacks`` (see the class docstring)."""
+        if any(callback is self for callback in litellm.callbacks or ()):
+            self._listed = True
+            return False
+        return self._listed
 
     def wait_settled(self, timeout: float = 10.0) -> bool:
         """Wait until every admitted call is settled; ``False`` if some are still open after ``timeout``.
@@ -90,8 +112,8 @@ class BreakerLogger(CustomLogger):
     async def async_pre_call_deployment_hook(self, kwargs: dict[str, Any], call_type: Any) -> dict[str, Any] | None:
         """Admit an async call before LiteLLM builds the request, and apply the ticket's patch to it."""
         messages = kwargs.get("messages")
-        if messages is None:
-            return None  # not a chat call
+        if messages is None or self._retired():
+            return None  # not a chat call, or a logger replaced in litellm.callbacks
         model, provider = _split(kwargs.get("model") or "", kwargs.get("custom_llm_provider"))
         call = self._to_admit(
             model, messages, {**kwargs, "optional_params": kwargs, "custom_llm_provider": provider},
@@ -114,6 +136,8 @@ class BreakerLogger(CustomLogger):
         with self._lock:
             if key in self._pending:
                 return  # admitted by async_pre_call_deployment_hook
+        if self._retired():
+            return  # replaced in litellm.callbacks: its successor admits the call
         call = self._to_admit(model, messages, kwargs, seen_as=kwargs)
         if call is None:
             return
