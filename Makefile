@@ -16,11 +16,15 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-# redis-server is a Debian package: the Redis ledger tests run a real server.
+# redis-server and chromium are Debian packages: the Redis ledger tests run a real server,
+# the dashboard test loads its page in headless Chromium.
 system-deps:
 	@command -v redis-server >/dev/null 2>&1 || { \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq redis-server >/dev/null; }
+	@command -v chromium >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; }
 
 demo: setup
 	$(BIN)/breaker demo
@@ -32,6 +36,7 @@ typecheck: setup
 	$(BIN)/python -m mypy --ignore-missing-imports -p breaker
 
 bench: setup system-deps
+	$(BIN)/python -m pip install --quiet -e '.[bench]'  # the peers measured beside breaker (pinned: not in [all])
 	$(BIN)/python benchmarks/run.py
 
 # Not part of `make test`: the openai and anthropic SDKs' own test suites, alone and

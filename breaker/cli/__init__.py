@@ -24,12 +24,12 @@ for LLM agents. Start with `breaker demo` (no API key needed)."""
 
 def build_parser() -> argparse.ArgumentParser:
     """The full command line (each command adds its own sub-parser)."""
-    from . import demo, forecast, prices, report
+    from . import dashboard, demo, forecast, prices, report
 
     parser = argparse.ArgumentParser(prog="breaker", description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"agent-cost-breaker {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (demo, report, prices, forecast):
+    for module in (demo, report, prices, forecast, dashboard):
         module.add_parser(sub)
     return parser
 
@@ -41,10 +41,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.run(args) or 0)
     except CliError as e:
-        print(f"breaker {args.command}: error: {e}", file=sys.stderr)
+        print(f"breaker {args.command}: error: {_shown(str(e))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"breaker {args.command}: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # `breaker report … | head`
         return 0
+
+
+def _shown(message: str) -> str:
+    """An error message as a terminal may show it: credentials hidden, each line's control
+    characters escaped (a message can quote an id or a store's error text)."""
+    from ..redact import scrub
+    from .render import visible
+
+    return "\n".join(visible(line) for line in scrub(message).split("\n"))
