@@ -8,6 +8,9 @@ It does this, as the environment variables that run.py sets ask:
   inside ``guard.session()``.
 * ``SDK_SUITES_OUT``: where to write the outcome of every test (JSON, one
   entry per node id, with the first line of its error).
+* ``SDK_SUITES_OPTOUT``: comma-separated documented opt-outs to apply to the
+  guard: ``loops`` (``Breaker(loops=None)``: no loop detection) and
+  ``telemetry`` (``Breaker(telemetry=False)``: breaker emits no OpenTelemetry).
 
 Tests that need the Prism mock server (the generated ``tests/api_resources``
 ones that talk to the ``client`` fixtures on 127.0.0.1:4010 rather than to a
@@ -57,7 +60,13 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     import breaker
 
-    guard = breaker.Breaker(budgets=[breaker.Budget(usd=1000)], unknown_price="warn").instrument()
+    optouts = {o for o in os.environ.get("SDK_SUITES_OPTOUT", "").split(",") if o}
+    options: dict[str, Any] = {}
+    if "loops" in optouts:
+        options["loops"] = None
+    if "telemetry" in optouts:
+        options["telemetry"] = False
+    guard = breaker.Breaker(budgets=[breaker.Budget(usd=1000)], unknown_price="warn", **options).instrument()
     admit, admit_async = guard.admit, guard.admit_async
 
     def seen() -> None:
