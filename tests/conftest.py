@@ -89,7 +89,8 @@ def make_ledger(request, tmp_path):
 
         from breaker.ledgers.redis import Redis
 
-        client = redis.Redis.from_url(request.getfixturevalue("redis_server").url)
+        # a user's client must have a deadline (ledgers.Redis refuses one without)
+        client = redis.Redis.from_url(request.getfixturevalue("redis_server").url, socket_timeout=5)
         request.addfinalizer(client.close)
         return lambda: Redis(client, prefix=f"t{uuid.uuid4().hex[:12]}:")
     raise AssertionError(kind)  # pragma: no cover

@@ -5,6 +5,10 @@ async caller that made it on the event loop would stall every other task.
 Such round trips run in the engine's worker threads instead. Two pools, so
 settlements (which free reservations) never queue behind admissions that are
 retrying while reservations stand in their way.
+
+Fork-safe: a forked child inherits the pools but not their threads, so its
+work would queue forever; the child drops them and makes its own on first use
+(``breaker.forks``).
 """
 
 from __future__ import annotations
@@ -15,17 +19,27 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
+from ..forks import after_fork
+
 __all__ = ["Offload"]
 
 _WORKERS = 8
 
 
 class Offload:
-    __slots__ = ("blocking", "_pools", "_lock")
+    __slots__ = ("blocking", "_pools", "_lock", "__weakref__")
 
     def __init__(self, blocking: bool) -> None:
         self.blocking = blocking  # False (Memory): run on the calling thread, no pool at all
         self._pools: dict[str, ThreadPoolExecutor] = {}
+        self._lock = threading.Lock()
+        if blocking:
+            after_fork(self)
+
+    def _after_fork(self) -> None:
+        """In a forked child: the parent's pools have no threads here (never shut them down: that
+        would wait for threads that do not exist); new ones are made on first use."""
+        self._pools = {}
         self._lock = threading.Lock()
 
     def pool(self, purpose: str) -> ThreadPoolExecutor:

@@ -1,14 +1,20 @@
-"""State stores with the same atomic semantics: ``Memory`` (default), ``SQLite``, ``Redis``."""
+"""State stores with the same atomic semantics: ``Memory`` (default), ``SQLite``, ``Redis``.
+
+How a shared store's failures are handled (outages, misconfiguration, data it cannot hold, lost
+data, reservations of long calls, forks) is told in ``ledgers.base`` and ``ledgers.resilient``.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from .base import Ask, CallRecord, Counter, Grant, Ledger, LedgerBase, Limit, Totals
+from .base import (Ask, CallRecord, Counter, Grant, Ledger, LedgerBase, LedgerDataError, LedgerMisconfigured,
+                   LedgerUnavailable, Limit, Totals)
 from .memory import Memory
 
 __all__ = [
-    "Ask", "CallRecord", "Counter", "Grant", "Ledger", "LedgerBase", "Limit", "Memory", "Redis", "SQLite", "Totals",
+    "Ask", "CallRecord", "Counter", "Grant", "Ledger", "LedgerBase", "LedgerDataError", "LedgerMisconfigured",
+    "LedgerUnavailable", "Limit", "Memory", "Redis", "SQLite", "Totals",
 ]
 
 

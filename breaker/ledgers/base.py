@@ -15,21 +15,40 @@ atomically, with no read-then-write race between concurrent callers.
 
 Also here, because more than one ledger uses them: ``LedgerBase`` (defaults
 for the optional parts of the protocol), and, for the persistent ledgers and
-the ``Resilient`` wrapper around them, ``LedgerUnavailable``, ``Hold`` and
-``new_id``.
+the ``Resilient`` wrapper around them, the three kinds of store failure
+(below), ``Hold``, ``new_id`` and the text and number checks of what a store
+can hold.
+
+**Every store failure is one of three kinds**, and each is handled its own way:
+
+* ``LedgerUnavailable``: the store cannot be used *now* (unreachable, out of
+  memory, locked, corrupt, lost its data). An outage: ``on_ledger_error``
+  decides whether calls are refused or allowed, and every write is journaled
+  and replayed when the store is back.
+* ``LedgerMisconfigured``: the store answers, but is set up so that budgets
+  cannot be kept in it (a wrong password, an eviction policy that deletes
+  budget keys, a cluster node reached as a plain server, a file that is not a
+  database). Nothing gets better by waiting, so it is never an outage:
+  raised at construction or at the first call, with the fix in the message.
+* ``LedgerDataError``: a value this store cannot hold (text that is not valid
+  Unicode, an amount past its integer range), found before the call is sent.
 """
 
 from __future__ import annotations
 
+import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
+from datetime import timedelta
 from typing import Any, Iterable, Protocol, runtime_checkable
 
-from ..errors import LedgerError
+from ..budgets import parse_window
+from ..errors import ConfigError, LedgerError
 
 __all__ = [
-    "Ask", "CallRecord", "Counter", "Grant", "Hold", "Ledger", "LedgerBase", "LedgerUnavailable", "Limit",
-    "OutcomeRow", "Totals", "decide", "new_id",
+    "Ask", "CallRecord", "Counter", "Grant", "Hold", "Ledger", "LedgerBase", "LedgerDataError",
+    "LedgerMisconfigured", "LedgerUnavailable", "Limit", "OutcomeRow", "Totals", "decide", "new_id",
+    "fit", "seconds", "storable", "storable_counters", "storable_record", "unstorable", "unstorable_key",
 ]
 
 Vec = tuple[int, int, int]  # (nano-USD, tokens, calls)
@@ -64,7 +83,9 @@ class Ask:
     units_max: int
     units_min: int
     patient: bool = True  # refuse ("busy") rather than accept a grant cut short by others' reservations
-    ttl: float = 600.0  # how long an unsettled reservation may hold the budget (crashed workers)
+    # How long an unsettled reservation holds the budget unless renewed (a crashed worker's is given
+    # back then); None: the ledger's own ``hold_ttl``. ``Resilient`` renews those of live calls.
+    ttl: float | None = None
 
 
 @dataclass(slots=True)
@@ -118,6 +139,10 @@ class CallRecord:
     degraded: bool = False
     tripped: str | None = None
     tags: dict[str, str] = field(default_factory=dict)
+    price_variant: str | None = None  # the price variant billed ("priority", "flex", "batch"), None: standard
+    requested_model: str | None = None  # the model the caller asked for, when another was sent (route, degrade)
+    fingerprint: str | None = None  # content-free hash of the request, salted per process: repeats and retries
+    flags: str | None = None  # comma-separated: "routed", "loop:<signal>" (sent past a loop verdict), "extends"
 
 
 @runtime_checkable
@@ -216,19 +241,41 @@ class LedgerBase:
 
 
 class LedgerUnavailable(LedgerError):
-    """The store could not be reached or written; the message says what to check.
+    """The store cannot be used now (an outage); the message says what to check.
 
     ``maybe_applied`` is False when the store certainly did not apply the
-    write (no connection, a rolled-back transaction); True when the answer was
-    lost and the write may have landed.
+    write (no connection, a rolled-back transaction, a write refused before
+    it started); True when the answer was lost and the write may have landed.
+    ``state`` says what is wrong in a few words ("unreachable", "out of
+    memory", "corrupt", "lost its data"), for the outage's messages.
     """
 
-    def __init__(self, message: str, *, maybe_applied: bool = True) -> None:
+    reason = "ledger_unavailable"  # BudgetExceeded.reason of a call refused for it
+
+    def __init__(self, message: str, *, maybe_applied: bool = True, state: str = "unreachable") -> None:
         super().__init__(message)
         self.maybe_applied = maybe_applied
+        self.state = state
 
 
-@dataclass(frozen=True, slots=True)
+class LedgerMisconfigured(LedgerError, ConfigError):
+    """The store answers but cannot keep budgets as it is set up; the message says what to change.
+
+    Not an outage (waiting does not fix it, and ``on_ledger_error="open"``
+    does not let calls through with it): raised at construction or at the
+    first call that finds it, and the call is not sent.
+    """
+
+    reason = "ledger_misconfigured"
+
+
+class LedgerDataError(LedgerError, ValueError):
+    """A value the store cannot hold (invalid Unicode text, an amount past its range), found before the call."""
+
+    reason = "ledger_data"
+
+
+@dataclass(frozen=True)  # not slots: ``Resilient`` renews a hold only while its call keeps a (weak) reference
 class Hold:
     """A reservation in a persistent ledger: its id and the amount it holds on each counter.
 
@@ -238,6 +285,95 @@ class Hold:
 
     id: str
     amount: Vec | None
+
+
+def seconds(value: str | timedelta | float, *, what: str) -> float:
+    """A positive, finite duration in seconds from ``"90s"``/``"10m"``, a ``timedelta`` or a number."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        out = float(value)
+    elif isinstance(value, timedelta):
+        out = value.total_seconds()
+    elif isinstance(value, str):
+        out = float(parse_window(value, what=what))
+    else:
+        raise ConfigError(f"{what}={value!r}: give seconds (a number), a string like '10m' or a timedelta")
+    if not math.isfinite(out) or out <= 0:
+        raise ConfigError(f"{what}={value!r} must be a positive, finite number of seconds")
+    return out
+
+
+def unstorable(text: str) -> bool:
+    """Whether ``text`` cannot be written as UTF-8 (it holds a lone surrogate such as ``'\\ud800'``)."""
+    if text.isascii():
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def storable(text: str) -> str:
+    """``text`` as a store can hold it: unchanged, or with lone surrogates written as ``\\udXXX``.
+
+    For what is written after a call was served (call records, the keys of a
+    settlement without a reservation): such a write must never fail on text.
+    ``reserve`` refuses unstorable keys before the call instead (``LedgerDataError``).
+    """
+    return text.encode("utf-8", "backslashreplace").decode("utf-8") if unstorable(text) else text
+
+
+def fit(ask: Ask, most: int, store: str) -> Ask:
+    """``ask`` with ``units_max`` lowered so that no metric's worst case passes ``most``, the largest
+    amount ``store`` counts (a cap of 10**18 output tokens is a request, not a number to overflow on).
+
+    The same ``ask`` in the usual case; ``LedgerDataError`` (before the call) when even ``units_min``
+    output tokens do not fit.
+    """
+    f, p, u = ask.fixed, ask.per_unit, ask.units_max
+    if f[0] + p[0] * u <= most and f[1] + p[1] * u <= most and f[2] + p[2] * u <= most:
+        return ask
+    cut = u
+    for m in range(3):
+        if p[m]:
+            cut = min(cut, (most - f[m]) // p[m])
+        elif f[m] > most:
+            cut = -1
+    if cut < ask.units_min:
+        raise LedgerDataError(
+            f"This call's worst case ({f[0] + p[0] * ask.units_min:,} nano-USD, {f[1] + p[1] * ask.units_min:,} "
+            f"tokens at the least output) is more than {store} ({most:,}); it was not sent. Send less input.")
+    return replace(ask, units_max=cut)
+
+
+def unstorable_key(key: str) -> LedgerDataError:
+    """The error for a scope key that is not valid Unicode (raised by ``reserve``, before the call)."""
+    return LedgerDataError(
+        f"The scope key {key!r} cannot be stored: it is not valid Unicode text (it holds a lone surrogate, as "
+        f"text decoded with errors='surrogateescape' does), so this call was not sent. Pass session ids, "
+        f"features, users and tags that are valid text, e.g. bytes decoded with errors='replace'.")
+
+
+def storable_counters(counters: tuple[Counter, ...]) -> tuple[Counter, ...]:
+    """``counters`` with every key ``storable`` (the same tuple in the usual case)."""
+    if not any(unstorable(c.key) for c in counters):
+        return counters
+    return tuple(Counter(storable(c.key), c.window) for c in counters)
+
+
+_TEXT_FIELDS = tuple(f.name for f in fields(CallRecord) if f.name in (
+    "session", "feature", "user", "model", "provider", "outcome", "tripped", "price_variant"))
+
+
+def storable_record(record: CallRecord) -> CallRecord:
+    """``record`` with every text in it ``storable`` (the same object when it already is)."""
+    changed: dict[str, Any] = {
+        name: storable(value) for name in _TEXT_FIELDS
+        if isinstance(value := getattr(record, name), str) and unstorable(value)
+    }
+    if any(unstorable(k) or unstorable(v) for k, v in record.tags.items()):
+        changed["tags"] = {storable(k): storable(v) for k, v in record.tags.items()}
+    return replace(record, **changed) if changed else record
 
 
 def new_id() -> str:

@@ -15,6 +15,7 @@ from datetime import timedelta
 from typing import Any, Iterable
 
 from ..budgets import bucket_seconds, parse_window
+from ..forks import after_fork
 from .base import Ask, CallRecord, Counter, Grant, LedgerBase, Limit, OutcomeRow, Totals, Vec, decide
 
 __all__ = ["Memory"]
@@ -82,6 +83,11 @@ class Memory(LedgerBase):
         self._outcomes: deque[OutcomeRow] = deque(maxlen=100_000)
         self._sweep_every = max(1.0, min(self.idle_ttl / 4, 60.0))
         self._next_sweep = 0.0
+        after_fork(self)
+
+    def _after_fork(self) -> None:
+        """In a forked child: the lock may have been held by a parent thread at the fork."""
+        self._lock = threading.Lock()
 
     def __len__(self) -> int:
         """How many counters are held (for memory checks)."""

@@ -1,15 +1,17 @@
 """A ledger in Redis: budgets shared by every process on every host.
 
-One Lua script per ``reserve`` and one per ``settle``, each a single round
-trip and atomic in Redis: every applicable budget is checked and reserved all
-or nothing, so parallel requests cannot all pass a budget and N replicas
-share one limit instead of allowing N of it.
+One Lua script per ``reserve`` and one per ``settle`` (``ledgers.redis_lua``),
+each a single round trip and atomic in Redis: every applicable budget is
+checked and reserved all or nothing, so parallel requests cannot all pass a
+budget and N replicas share one limit instead of allowing N of it.
 
 The admission arithmetic must run inside Redis, so ``decide()`` exists twice:
-in Python (``ledgers.base``) and in Lua below (``_DECIDE``). The tests check
-with hypothesis that the two agree on every input. Lua numbers are doubles:
-amounts are exact below 2**53 (nano-USD: about $9 million per counter), and
-integer division is corrected to be exact (``floordiv``).
+in Python (``ledgers.base``) and in Lua. The tests check with hypothesis that
+the two agree on every input. Lua numbers are doubles: amounts are exact
+below 2**53 (nano-USD: about $9 million per counter), and integer division is
+corrected to be exact (``floordiv``). A call's output cap is lowered so that
+its worst case stays below 2**53 (refused before the call, ``LedgerDataError``,
+if even its input does not fit); settled counters saturate below 2**63.
 
 Keys (``P`` = ``prefix`` + ``{tag}:``):
 
@@ -18,10 +20,13 @@ Keys (``P`` = ``prefix`` + ``{tag}:``):
   per bucket and metric (``<start>:<metric>``).
 * ``P b:<window>:<key>`` -- rolling windows only: a sorted set of bucket starts.
 * ``P h:<window>:<key>`` -- a sorted set of reservations (``id|usd|tokens|calls``
-  scored by expiry). A worker that crashes holds the budget until ``Ask.ttl``
-  passes; then the next script to touch the counter gives it back.
+  scored by expiry). A worker that crashes holds the budget until its
+  ``hold_ttl`` passes (a live call's is renewed, ``ledgers.renewal``); then
+  the next script to touch the counter gives it back.
 * ``P op:<id>`` -- a settlement id, remembered for ``keep_ops`` (exactly-once replay).
 * ``P records``, ``P outcomes`` -- streams capped near ``keep_records``.
+* ``P gen`` -- the store's generation: a random id written at first use and
+  checked by every script, so a store that lost its data is noticed.
 
 Lifetime counters have **no TTL**: settled spend never expires while the
 scope is in use (a session's spend silently reset by a TTL is how gateways
@@ -29,30 +34,65 @@ leak money). Rolling-window keys get a TTL of window + one bucket + one day,
 refreshed on every write, which only removes keys whose every bucket has
 already left the window.
 
+**What the server must keep.** Budgets are only as durable as Redis is:
+
+* ``maxmemory-policy noeviction``. Any other policy can delete budget keys
+  (``allkeys-*`` any key; ``volatile-*`` the rolling-window counters and the
+  settlement ids, which carry TTLs), so the ledger refuses it at first use
+  (``LedgerMisconfigured``). A full Redis under ``noeviction`` refuses writes:
+  an outage, ridden out by the journal.
+* Persistence, if budgets must survive a Redis restart: ``appendonly yes``
+  with ``appendfsync everysec`` loses at most about a second of settlements
+  in a crash (``always``: none); RDB snapshots alone lose everything since
+  the last snapshot. A replica promoted after a failover may lack the last
+  writes it had not received. A loss of *everything* (a restart without
+  persistence, ``FLUSHALL``, a failover to an empty replica) is detected: the
+  generation key is gone, every process that had seen it reports one
+  ``ledger_error`` event and treats the store as unavailable
+  (``on_ledger_error`` applies) instead of counting from $0, until the data
+  is restored (then journals are replayed), or until a new generation is
+  started: by ``Redis.accept_data_loss()``, or by a process that never saw
+  the old one starting against the empty store (it cannot tell an empty
+  store from a new one). A *partial* loss (the last second of an AOF) is not
+  detected.
+
 Redis Cluster: a script may only touch keys in one hash slot, and one call's
 counters span its session, feature, user and the global scope -- no per-
 session tag can put them together. So every key carries the same hash tag
 (``{tag}``, default from the prefix). The cost: all of one ``Breaker``'s
 budget keys live on one shard, whose single thread serves every admission
 (tens of thousands per second); to spread load, give independent tenants
-their own prefixes.
+their own prefixes. A ``redis://`` URL naming any node of a cluster is opened
+as a cluster client (``redis.cluster.RedisCluster``) at first use; a plain
+client given for a cluster node is refused with a message saying so.
 
 Times: the scripts use the ``now`` the engine passes (its clock), for
 windows and reservation expiry, so hosts should keep their clocks in sync
-(NTP); a host whose clock runs ahead by more than ``Ask.ttl`` could give back
-another's reservation early.
+(NTP); a host whose clock runs ahead by more than two thirds of ``hold_ttl``
+could give back another's reservation early.
+
+Credentials never leave in text: ``repr``, ``store_id`` and every message
+show the URL with its password replaced by ``***`` (``breaker.redact``).
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import threading
+import time
 from dataclasses import asdict
 from datetime import timedelta
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 from ..budgets import bucket_seconds, parse_window
-from .base import (Ask, CallRecord, Counter, Grant, Hold, LedgerBase, LedgerUnavailable, Limit, OutcomeRow, Totals,
-                   Vec, new_id)
+from ..forks import after_fork
+from ..redact import scrub
+from . import redis_lua as lua
+from .base import (Ask, CallRecord, Counter, Grant, Hold, LedgerBase, LedgerMisconfigured,
+                   LedgerUnavailable, Limit, OutcomeRow, Totals, Vec, fit, new_id, seconds, storable, storable_counters,
+                   storable_record, unstorable, unstorable_key)
+from .redis_checks import classify, refuse_eviction, require_deadline, server_facts
 
 try:
     import redis as _redis
@@ -62,267 +102,37 @@ except ImportError:  # pragma: no cover - depends on the environment
 else:
     _HAVE_REDIS = True
 
-__all__ = ["Redis"]
+__all__ = ["MAX_EXACT", "Redis"]
+
+log = logging.getLogger("breaker")
 
 MAX_HOLD = 86_400  # seconds a reservation may live at most; also the rolling keys' extra TTL
+MAX_EXACT = 2**53 - 1
+"""The largest amount the scripts count exactly (Lua numbers are doubles)."""
 
-# --- Lua ------------------------------------------------------------------
-# Shared functions. ``decide`` mirrors breaker.ledgers.base.decide line by line.
-_LIB = r"""
-local function floordiv(a, b)
-  local q = math.floor(a / b)
-  if q * b > a then q = q - 1 elseif (q + 1) * b <= a then q = q + 1 end
-  return q
-end
-
--- lims[i] = {counter, metric, limit}; st[i] = {settled, reserved, blocked}
-local function decide(lims, st, fixed, per, units_max, units_min, patient)
-  local units, units_s = units_max, units_max
-  local cut, over = -1, -1
-  for i = 1, #lims do
-    local s, r = st[i][1], st[i][2]
-    if st[i][3] then return {'tripped', -1, i - 1, r} end
-    local m = lims[i][2]
-    local avail_s = lims[i][3] - s - fixed[m + 1]
-    local pu = per[m + 1]
-    local u_s, u
-    if pu ~= 0 then
-      u_s = floordiv(avail_s, pu)
-      u = floordiv(avail_s - r, pu)
-    else
-      if avail_s >= 0 then u_s = units_max else u_s = -1 end
-      if avail_s >= r then u = units_max else u = -1 end
-    end
-    if u_s < units_s then units_s = u_s; over = i - 1 end
-    if u < units then units = u; cut = i - 1 end
-  end
-  if units_s < units_min then return {'over', -1, over, st[over + 1][2]} end
-  if units < units_min or (patient and units < units_s) then return {'busy', -1, cut, st[cut + 1][2]} end
-  return {'ok', units, -1, 0}
-end
-
--- Drop buckets that left the window and reservations that expired.
-local function expire(c, b, h, win, horizon, now)
-  if win > 0 then
-    local starts = redis.call('ZRANGEBYSCORE', b, '-inf', horizon)
-    if #starts > 0 then
-      for _, st in ipairs(starts) do
-        local v = redis.call('HMGET', c, st .. ':0', st .. ':1', st .. ':2')
-        for m = 0, 2 do
-          local x = tonumber(v[m + 1]) or 0
-          if x ~= 0 then redis.call('HINCRBY', c, 's' .. m, 0 - x) end
-        end
-        redis.call('HDEL', c, st .. ':0', st .. ':1', st .. ':2')
-      end
-      redis.call('ZREMRANGEBYSCORE', b, '-inf', horizon)
-    end
-  end
-  local held = redis.call('ZRANGEBYSCORE', h, '-inf', now)
-  if #held > 0 then
-    for _, member in ipairs(held) do
-      local _, a0, a1, a2 = string.match(member, '^([^|]*)|(-?%d+)|(-?%d+)|(-?%d+)$')
-      redis.call('HINCRBY', c, 'r0', 0 - tonumber(a0))
-      redis.call('HINCRBY', c, 'r1', 0 - tonumber(a1))
-      redis.call('HINCRBY', c, 'r2', 0 - tonumber(a2))
-    end
-    redis.call('ZREMRANGEBYSCORE', h, '-inf', now)
-  end
-end
-
-local function num(c, field)
-  return tonumber(redis.call('HGET', c, field) or '0')
-end
-
-local function keep(c, b, h, ms)
-  if ms > 0 then
-    redis.call('PEXPIRE', c, ms)
-    redis.call('PEXPIRE', b, ms)
-    redis.call('PEXPIRE', h, ms)
-  end
-end
-"""
-
-# KEYS: 3 per counter (c, b, h).
-# ARGV: now, hold_id, expires, n, nl, units_max, units_min, patient, fixed0..2, per0..2,
-#       then per counter: window, horizon, keep_ms; then per limit: counter (0-based), metric, limit.
-_RESERVE = _LIB + r"""
-local now = tonumber(ARGV[1])
-local n, nl = tonumber(ARGV[4]), tonumber(ARGV[5])
-local units_max, units_min, patient = tonumber(ARGV[6]), tonumber(ARGV[7]), ARGV[8] == '1'
-local fixed = {tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11])}
-local per = {tonumber(ARGV[12]), tonumber(ARGV[13]), tonumber(ARGV[14])}
-local wins, keeps = {}, {}
-for i = 1, n do
-  local a = 14 + (i - 1) * 3
-  wins[i] = tonumber(ARGV[a + 1])
-  keeps[i] = tonumber(ARGV[a + 3])
-  expire(KEYS[3 * i - 2], KEYS[3 * i - 1], KEYS[3 * i], wins[i], ARGV[a + 2], ARGV[1])
-end
-local lims, st = {}, {}
-local base = 14 + n * 3
-for j = 1, nl do
-  local a = base + (j - 1) * 3
-  local ci, m, limit = tonumber(ARGV[a + 1]) + 1, tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
-  lims[j] = {ci, m, limit}
-  local c = KEYS[3 * ci - 2]
-  local s = num(c, 's' .. m)
-  local blocked = false
-  local t = redis.call('HGET', c, 't' .. m)
-  if t then
-    if wins[ci] > 0 and s + tonumber(t) <= limit then
-      redis.call('HDEL', c, 't' .. m)
-    else
-      blocked = true
-    end
-  end
-  st[j] = {s, num(c, 'r' .. m), blocked}
-end
-local g = decide(lims, st, fixed, per, units_max, units_min, patient)
-if g[1] == 'ok' then
-  local u = g[2]
-  local a0, a1, a2 = fixed[1] + per[1] * u, fixed[2] + per[2] * u, fixed[3] + per[3] * u
-  local member = ARGV[2] .. '|' .. string.format('%d', a0) .. '|' .. string.format('%d', a1) .. '|' ..
-                 string.format('%d', a2)
-  for i = 1, n do
-    local c, h = KEYS[3 * i - 2], KEYS[3 * i]
-    -- NX: a script run twice (a client retry) must not hold twice.
-    if redis.call('ZADD', h, 'NX', ARGV[3], member) == 1 then
-      redis.call('HINCRBY', c, 'r0', a0)
-      redis.call('HINCRBY', c, 'r1', a1)
-      redis.call('HINCRBY', c, 'r2', a2)
-    end
-  end
-end
-for i = 1, n do keep(KEYS[3 * i - 2], KEYS[3 * i - 1], KEYS[3 * i], keeps[i]) end
-local out = {g[1], g[2], g[3], g[4]}
-for j = 1, nl do out[4 + j] = st[j][1] end
-return out
-"""
-
-# KEYS: 3 per counter, then op key, records stream.
-# ARGV: now, hold_id ('' none), hold member ('' unknown amount), n, nl, a0..a2, op_ttl_ms, record ('' none),
-#       keep_records, then per counter: window, horizon, keep_ms, bucket start; then per limit: counter, metric.
-_SETTLE = _LIB + r"""
-local n, nl = tonumber(ARGV[4]), tonumber(ARGV[5])
-local actual = {tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])}
-local opkey, stream = KEYS[3 * n + 1], KEYS[3 * n + 2]
-local fresh = redis.call('SET', opkey, '1', 'NX', 'PX', ARGV[9])
-local hold_id, member = ARGV[2], ARGV[3]
-for i = 1, n do
-  local a = 11 + (i - 1) * 4
-  local c, b, h = KEYS[3 * i - 2], KEYS[3 * i - 1], KEYS[3 * i]
-  local win = tonumber(ARGV[a + 1])
-  expire(c, b, h, win, ARGV[a + 2], ARGV[1])
-  if fresh then
-    if hold_id ~= '' then
-      if member == '' then  -- the amount is unknown (the reserve's answer was lost): find it by id
-        local cursor = '0'
-        repeat
-          local res = redis.call('ZSCAN', h, cursor, 'MATCH', hold_id .. '|*', 'COUNT', 1000)
-          cursor = res[1]
-          for k = 1, #res[2], 2 do member = res[2][k] end
-        until cursor == '0'
-      end
-      if member ~= '' and redis.call('ZREM', h, member) == 1 then
-        local _, a0, a1, a2 = string.match(member, '^([^|]*)|(-?%d+)|(-?%d+)|(-?%d+)$')
-        redis.call('HINCRBY', c, 'r0', 0 - tonumber(a0))
-        redis.call('HINCRBY', c, 'r1', 0 - tonumber(a1))
-        redis.call('HINCRBY', c, 'r2', 0 - tonumber(a2))
-      end
-      if ARGV[3] == '' then member = '' end
-    end
-    for m = 0, 2 do
-      local x = actual[m + 1]
-      if x ~= 0 then
-        redis.call('HINCRBY', c, 's' .. m, x)
-        if win > 0 then redis.call('HINCRBY', c, ARGV[a + 4] .. ':' .. m, x) end
-      end
-    end
-    if win > 0 and (actual[1] ~= 0 or actual[2] ~= 0 or actual[3] ~= 0) then
-      redis.call('ZADD', b, ARGV[a + 4], ARGV[a + 4])
-    end
-    if redis.call('EXISTS', c) == 0 then redis.call('HSET', c, 's0', 0) end
-    keep(c, b, h, tonumber(ARGV[a + 3]))
-  end
-end
-if fresh and ARGV[10] ~= '' then
-  redis.call('XADD', stream, 'MAXLEN', '~', ARGV[11], '*', 'r', ARGV[10])
-end
-local out = {}
-local base = 11 + n * 4
-for j = 1, nl do
-  local ci, m = tonumber(ARGV[base + 2 * j - 1]) + 1, ARGV[base + 2 * j]
-  out[j] = num(KEYS[3 * ci - 2], 's' .. m)
-end
-return out
-"""
-
-# KEYS: c, b, h. ARGV: metric, needed, window, horizon, now, keep_ms.
-_TRIP = _LIB + r"""
-expire(KEYS[1], KEYS[2], KEYS[3], tonumber(ARGV[3]), ARGV[4], ARGV[5])
-redis.call('HSET', KEYS[1], 't' .. ARGV[1], ARGV[2])
-keep(KEYS[1], KEYS[2], KEYS[3], tonumber(ARGV[6]))
-return 1
-"""
-
-# KEYS: 3 per counter. ARGV: now, then per counter: window, horizon.
-_READ = _LIB + r"""
-local out = {}
-for i = 1, #KEYS / 3 do
-  local c = KEYS[3 * i - 2]
-  expire(c, KEYS[3 * i - 1], KEYS[3 * i], tonumber(ARGV[2 * i]), ARGV[2 * i + 1], ARGV[1])
-  local v = redis.call('HMGET', c, 's0', 's1', 's2', 'r0', 'r1', 'r2')
-  for m = 1, 6 do out[#out + 1] = tonumber(v[m] or '0') end
-end
-return out
-"""
-
-# KEYS: op key, outcomes stream. ARGV: op_ttl_ms, json, keep_records.
-_OUTCOME = r"""
-if redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1]) then
-  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'o', ARGV[2])
-end
-return 1
-"""
-
-# For the tests: Lua's decide on a given state, to compare with Python's.
-# ARGV: units_max, units_min, patient, fixed0..2, per0..2, nl, then per limit: metric, limit, s, r, blocked.
-_DECIDE_ONLY = _LIB + r"""
-local nl = tonumber(ARGV[10])
-local lims, st = {}, {}
-for j = 1, nl do
-  local a = 10 + (j - 1) * 5
-  lims[j] = {0, tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])}
-  st[j] = {tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4]), ARGV[a + 5] == '1'}
-end
-return decide(lims, st, {tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])},
-  {tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])}, tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3] == '1')
-"""
-
-
-def _errors() -> tuple[type[BaseException], ...]:
-    errs: list[type[BaseException]] = [_rx.ConnectionError, _rx.TimeoutError, _rx.ReadOnlyError]
-    for name in ("ClusterDownError", "TryAgainError", "MasterDownError"):
-        if hasattr(_rx, name):
-            errs.append(getattr(_rx, name))
-    return tuple(errs)
+_GENERATION = "BREAKER_GENERATION"
+_RECHECK = 300.0  # seconds between checks of the server's setup (two INFO round trips)
 
 
 class Redis(LedgerBase):
     """Counters, call records and outcomes in Redis (see the module docstring for the key layout).
 
     Args:
-        url_or_client: ``"redis://host:6379/0"`` or a ``redis.Redis`` client.
-            A client built here does not retry commands by itself (the
-            journal in ``ledgers.resilient`` does); a client that does is
-            still safe: a reservation is added once per id (``ZADD NX``) and a
-            settlement once per settlement id.
+        url_or_client: ``"redis://host:6379/0"`` (any node of a Redis Cluster
+            works too) or a ``redis.Redis`` / ``redis.cluster.RedisCluster``
+            client, which must have a ``socket_timeout``. A client built here
+            does not retry commands by itself (the journal in
+            ``ledgers.resilient`` does); a client that does is still safe: a
+            reservation is added once per id (``ZADD NX``) and a settlement
+            once per settlement id.
         prefix: namespace of every key.
         tag: the Redis Cluster hash tag every key carries (default: the prefix
             without its trailing colon).
         keep_records: how many call records (and outcomes) to keep, approximately (0: none).
         keep_ops: how long settlement ids are remembered for exactly-once replay.
         timeout: socket timeout in seconds for a client built here.
+        hold_ttl: seconds (or ``"10m"``) an unsettled reservation holds the
+            budget unless renewed; see ``SQLite``.
     """
 
     blocking = True  # every call is a network round trip
@@ -337,19 +147,18 @@ class Redis(LedgerBase):
         keep_records: int = 100_000,
         keep_ops: str | timedelta | int = "7d",
         timeout: float = 5.0,
+        hold_ttl: str | timedelta | float = 600.0,
     ) -> None:
         if not _HAVE_REDIS:
             raise ImportError("breaker.ledgers.Redis needs the redis client: pip install 'agent-cost-breaker[redis]'")
+        self.timeout = float(timeout)
         if isinstance(url_or_client, str):
-            from redis.backoff import NoBackoff
-            from redis.retry import Retry
-
-            self.client = _redis.Redis.from_url(
-                url_or_client, socket_timeout=timeout, socket_connect_timeout=timeout,
-                retry=Retry(NoBackoff(), 0), retry_on_error=[],
-            )
+            self._url: str | None = url_or_client
+            self.client: Any = _redis.Redis.from_url(url_or_client, **self._client_options())
             where = url_or_client
         else:
+            require_deadline(url_or_client)
+            self._url = None
             self.client = url_or_client
             kw = getattr(getattr(url_or_client, "connection_pool", None), "connection_kwargs", {})
             where = f"redis://{kw.get('host', '?')}:{kw.get('port', '?')}/{kw.get('db', 0)}"
@@ -358,28 +167,142 @@ class Redis(LedgerBase):
             raise ValueError(f"Redis(tag={tag!r}) must not contain braces")
         self.prefix = prefix
         self._p = f"{prefix}{{{tag}}}:"
+        self._gen_key = f"{self._p}gen"
         self.keep_records = int(keep_records)
         self.wants_records = self.keep_records > 0
         self.keep_ops_ms = parse_window(keep_ops, what="Redis(keep_ops)") * 1000
-        self.store_id = f"{where}#{self._p}"
-        self._errs = _errors()
+        self.hold_ttl = seconds(hold_ttl, what="Redis(hold_ttl)")
+        self.where = scrub(where)  # as shown: no password
+        self.store_id = f"{self.where}#{self._p}"
+        self._gen: str | None = None  # the generation this process has seen (None: not yet)
+        self._lost = False  # the generation key was found gone (reported as an outage)
+        self._verified = False  # the server's setup was checked since the last connection failure
+        self._verified_at = 0.0  # (monotonic) and is checked again every _RECHECK seconds
+        self._verify_lock = threading.Lock()
+        self._clamped = False
+        self._register()
+        after_fork(self)
+
+    def _client_options(self) -> dict[str, Any]:
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
+        return dict(socket_timeout=self.timeout, socket_connect_timeout=self.timeout, retry=Retry(NoBackoff(), 0))
+
+    def _register(self) -> None:
+        """The scripts, on the current client (made again when it becomes a cluster client)."""
         reg = self.client.register_script
-        self._reserve, self._settle, self._trip = reg(_RESERVE), reg(_SETTLE), reg(_TRIP)
-        self._read, self._outcome, self._decide_only = reg(_READ), reg(_OUTCOME), reg(_DECIDE_ONLY)
+        self._scripts = {name: reg(getattr(lua, name.upper())) for name in (
+            "reserve", "settle", "trip", "read", "outcome", "renew", "genesis", "decide_only")}
 
     def __repr__(self) -> str:
         return f"Redis({self.store_id!r})"
 
-    def _run(self, script: Any, keys: list[str], args: list[Any], what: str) -> Any:
+    def _after_fork(self) -> None:
+        """In a forked child: redis-py's pools re-make their connections by themselves (they check the
+        pid); the lock a parent thread may have held is made again."""
+        self._verify_lock = threading.Lock()
+
+    # ------------------------------------------------------------------ first use
+    def _verify(self) -> None:
+        """At first use, after a connection failure and every five minutes: the server's kind and eviction
+        policy, and (once) the store's generation. Two or three round trips."""
+        with self._verify_lock:
+            if self._verified:
+                return
+            try:
+                cluster, policy, _maxmemory = server_facts(self.client, self._gen_key)
+                if cluster and not hasattr(self.client, "get_node_from_key"):
+                    self._to_cluster()
+                    cluster, policy, _maxmemory = server_facts(self.client, self._gen_key)
+                refuse_eviction(policy, self.where)
+                if self._gen is None:
+                    gen = self._scripts["genesis"](keys=[self._gen_key], args=[new_id()])
+                    self._gen = gen.decode() if isinstance(gen, bytes) else str(gen)
+            except (_rx.RedisError, _rx.RedisClusterException) as e:  # type: ignore[misc]
+                raise classify(e, self.where, "check the server") from e
+            self._verified = True
+            self._verified_at = time.monotonic()
+
+    def _to_cluster(self) -> None:
+        """The URL names a Redis Cluster node: talk to the cluster instead (every key is in one slot)."""
+        if self._url is None:
+            raise LedgerMisconfigured(
+                f"The Redis server at {self.where} is a node of a Redis Cluster, and ledgers.Redis was given a "
+                f"plain client for it, which cannot follow the cluster's slots. Pass a cluster client, "
+                f"redis.cluster.RedisCluster.from_url(url, socket_timeout=5), or a redis:// URL (breaker opens a "
+                f"cluster client itself when the URL names a cluster node).")
+        from redis.cluster import RedisCluster
+
+        plain, self.client = self.client, RedisCluster.from_url(self._url, **self._client_options())
+        self._register()
         try:
-            return script(keys=keys, args=args)
-        except self._errs as e:
+            plain.close()
+        except Exception:  # pragma: no cover
+            pass
+        log.info("breaker: %s is a Redis Cluster node; using a cluster client", self.where)
+
+    def accept_data_loss(self) -> None:
+        """Start a new generation in a store that lost its data: budgets count from $0 again.
+
+        The processes that saw the old generation stop treating the store as
+        unavailable at their next attempt (each logs it) and replay their
+        journals into it. Call it after deciding not to restore the data.
+        """
+        try:
+            gen = self._scripts["genesis"](keys=[self._gen_key], args=[new_id()])
+        except _rx.RedisError as e:
+            raise classify(e, self.where, "start a new generation") from e
+        self._gen = gen.decode() if isinstance(gen, bytes) else str(gen)
+        self._lost = False
+
+    def _generation(self, current: str) -> None:
+        """The store's generation is not the one this process saw: raise the outage, or adopt a new one."""
+        if not current:
+            self._lost = True
             raise LedgerUnavailable(
-                f"The Redis ledger at {self.store_id.split('#')[0]} could not {what}: {str(e).rstrip('.')}. "
-                f"Check that the server is running and reachable from this host.",
-                # redis-py words a failure to connect (nothing was sent) as "... connecting to ..."
-                maybe_applied="connecting to" not in str(e),
-            ) from e
+                f"The Redis ledger at {self.where} lost its data: its generation key {self._gen_key!r} is gone (a "
+                f"restart without persistence, FLUSHALL/FLUSHDB, a failover to an empty replica, or eviction). "
+                f"Budgets would silently restart from $0, so the store is treated as unavailable until its data "
+                f"is restored (then journaled settlements are replayed), or until a new generation is started "
+                f"(ledgers.Redis(...).accept_data_loss(), or a process started against the empty store). Run "
+                f"Redis with appendonly yes to keep budgets across restarts.",
+                maybe_applied=False, state="lost its data")
+        seen_missing, self._lost, old, self._gen = self._lost, False, self._gen, current
+        log.warning("breaker: the Redis ledger at %s started a new generation (%s, was %s) after losing its data: "
+                    "budgets count from $0 since, plus the journaled settlements replayed into it", self.where,
+                    current, old)
+        if not seen_missing:  # the reset happened between two of this process's calls: it is still a loss
+            raise LedgerUnavailable(
+                f"The Redis ledger at {self.where} was reset: its data was lost and a new generation was started "
+                f"since this process last used it, so budgets restarted from $0. Reported once; the store is "
+                f"used again from the next attempt.", maybe_applied=False, state="lost its data")
+
+    # ------------------------------------------------------------------ plumbing
+    def _run(self, name: str, keys: list[str], args: list[Any], what: str) -> Any:
+        """Run script ``name`` with the generation key and value appended; every failure classified."""
+        if not self._verified or time.monotonic() - self._verified_at > _RECHECK:
+            self._verified = False  # a policy can be changed at run time (CONFIG SET): look again now and then
+            self._verify()
+        script = self._scripts[name]
+        for _attempt in (0, 1):
+            try:
+                return script(keys=keys + [self._gen_key], args=args + [self._gen])
+            except _rx.ResponseError as e:
+                text = str(e)
+                if not text.startswith(_GENERATION):
+                    self._failed_call(e)
+                    raise classify(e, self.where, what) from e
+                self._generation(text[len(_GENERATION):].strip().split(" ")[0])  # raises, or adopted: again
+            except (_rx.RedisError, _rx.RedisClusterException) as e:  # type: ignore[misc]
+                self._failed_call(e)
+                raise classify(e, self.where, what) from e
+        raise LedgerUnavailable(f"The Redis ledger at {self.where} changed generation twice during one call",
+                                state="lost its data")  # pragma: no cover
+
+    def _failed_call(self, error: BaseException) -> None:
+        if isinstance(error, (_rx.ConnectionError, _rx.TimeoutError)):
+            self._verified = False  # the server may come back as another one (restarted, reconfigured)
 
     def _keys(self, counters: Iterable[Counter]) -> list[str]:
         p = self._p
@@ -399,23 +322,37 @@ class Redis(LedgerBase):
     def _keep_ms(c: Counter) -> int:
         return (c.window + bucket_seconds(c.window) + MAX_HOLD) * 1000 if c.window else 0
 
+    def _exact(self, amounts: Vec) -> Vec:
+        """Settled amounts the scripts can count: each at most ``MAX_EXACT`` (logged once if cut)."""
+        if max(amounts) <= MAX_EXACT:
+            return amounts
+        if not self._clamped:
+            self._clamped = True
+            log.error("breaker: a settlement of %s (nano-USD, tokens, calls) is past what a Redis ledger counts "
+                      "exactly (2**53 - 1); recorded as that", amounts)
+        return (min(amounts[0], MAX_EXACT), min(amounts[1], MAX_EXACT), min(amounts[2], MAX_EXACT))
+
     # ------------------------------------------------------------------ protocol
     def reserve(self, ask: Ask, now: float, *, hold_id: str | None = None) -> Grant:
+        for c in ask.counters:
+            if unstorable(c.key):
+                raise unstorable_key(c.key)
+        ask = fit(ask, MAX_EXACT, "a Redis ledger counts exactly (2**53 - 1: about $9 million)")
+        f, p = ask.fixed, ask.per_unit
         hid = hold_id or new_id()
-        ttl = min(max(ask.ttl, 0.0), MAX_HOLD)
+        ttl = min(max(ask.ttl if ask.ttl is not None else self.hold_ttl, 0.0), MAX_HOLD)
         args: list[Any] = [repr(now), hid, repr(now + ttl), len(ask.counters), len(ask.limits), ask.units_max,
                            ask.units_min, 1 if ask.patient else 0, *ask.fixed, *ask.per_unit]
         for c in ask.counters:
             args += [c.window, self._horizon(c, now), self._keep_ms(c)]
         for lim in ask.limits:
             args += [lim.counter, lim.metric, lim.limit]
-        out = self._run(self._reserve, self._keys(ask.counters), args, "reserve a budget")
+        out = self._run("reserve", self._keys(ask.counters), args, "reserve a budget")
         status = out[0].decode() if isinstance(out[0], bytes) else out[0]
         grant = Grant(status, units=int(out[1]), blocked=int(out[2]), settled=tuple(int(x) for x in out[4:]),
                       reserved=int(out[3]))
         if status == "ok":
             u = grant.units
-            f, p = ask.fixed, ask.per_unit
             grant.handle = Hold(hid, (f[0] + p[0] * u, f[1] + p[1] * u, f[2] + p[2] * u))
         return grant
 
@@ -434,6 +371,8 @@ class Redis(LedgerBase):
         (default: the reservation's id): a second settle with the same id
         changes nothing and returns the current figures."""
         op = op or (handle.id if handle is not None else new_id())
+        counters = storable_counters(counters)  # a served call's charge is never refused for its text
+        actual = self._exact(actual)
         hold_id = member = ""
         if handle is not None:
             hold_id = handle.id
@@ -441,7 +380,7 @@ class Redis(LedgerBase):
                 member = f"{hold_id}|{handle.amount[0]}|{handle.amount[1]}|{handle.amount[2]}"
         rec = ""
         if record is not None and self.wants_records:
-            rec = json.dumps(asdict(record), separators=(",", ":"))
+            rec = json.dumps(asdict(storable_record(record)), separators=(",", ":"))
         args: list[Any] = [repr(now), hold_id, member, len(counters), len(limits), *actual, self.keep_ops_ms, rec,
                            self.keep_records]
         for c in counters:
@@ -450,36 +389,64 @@ class Redis(LedgerBase):
         for lim in limits:
             args += [lim.counter, lim.metric]
         keys = self._keys(counters) + [f"{self._p}op:{op}", f"{self._p}records"]
-        out = self._run(self._settle, keys, args, "record a settlement")
+        out = self._run("settle", keys, args, "record a settlement")
         return tuple(int(x) for x in out)
 
     def trip(self, counter: Counter, metric: int, needed: int, now: float) -> None:
-        self._run(self._trip, self._keys([counter]),
-                  [metric, needed, counter.window, self._horizon(counter, now), repr(now), self._keep_ms(counter)],
-                  "set a trip marker")
+        (counter,) = storable_counters((counter,))
+        self._run("trip", self._keys([counter]),
+                  [metric, min(needed, MAX_EXACT), counter.window, self._horizon(counter, now), repr(now),
+                   self._keep_ms(counter)], "set a trip marker")
 
     def read(self, counters: Iterable[Counter], now: float) -> list[Totals]:
-        counters = list(counters)
+        counters = storable_counters(tuple(counters))
         if not counters:
             return []
         args: list[Any] = [repr(now)]
         for c in counters:
             args += [c.window, self._horizon(c, now)]
-        out = [int(x) for x in self._run(self._read, self._keys(counters), args, "read budgets")]
+        out = [int(x) for x in self._run("read", self._keys(counters), args, "read budgets")]
         return [Totals(tuple(out[6 * i:6 * i + 3]), tuple(out[6 * i + 3:6 * i + 6]))  # type: ignore[arg-type]
                 for i in range(len(counters))]
 
+    def renew(self, holds: Sequence[tuple[Hold, tuple[Counter, ...], float]], now: float) -> set[str]:
+        """Push back the expiry of live calls' reservations to ``now + ttl`` each (``ledgers.renewal``).
+        Returns the ids still held (one missing was given back already, and stays given back)."""
+        keys: list[str] = []
+        args: list[Any] = [0]
+        renewed = []
+        for hold, counters, ttl in holds:
+            if hold.amount is None:
+                continue
+            renewed.append(hold)
+            hkeys = self._keys(storable_counters(counters))[2::3]
+            keys += hkeys
+            args += [f"{hold.id}|{hold.amount[0]}|{hold.amount[1]}|{hold.amount[2]}",
+                     repr(now + min(ttl, MAX_HOLD)), len(hkeys)]
+        if not renewed:
+            return set()
+        args[0] = len(renewed)
+        out = self._run("renew", keys, args, "renew reservations")
+        return {hold.id for hold, found in zip(renewed, out) if int(found)}
+
     def add_outcome(self, session: str, feature: str | None, user: str | None, name: str, now: float,
                     *, op: str | None = None) -> None:
-        data = json.dumps([now, session, feature, user, name], separators=(",", ":"))
-        self._run(self._outcome, [f"{self._p}op:{op or new_id()}", f"{self._p}outcomes"],
+        text = [storable(t) if t is not None else None for t in (session, feature, user, name)]
+        data = json.dumps([now, *text], separators=(",", ":"))
+        self._run("outcome", [f"{self._p}op:{op or new_id()}", f"{self._p}outcomes"],
                   [self.keep_ops_ms, data, max(self.keep_records, 1)], "record an outcome")
 
     def _stream(self, key: str, field: bytes) -> list[Any]:
         try:
-            entries = self.client.xrange(f"{self._p}{key}")
-        except self._errs as e:
-            raise LedgerUnavailable(f"The Redis ledger at {self.store_id.split('#')[0]} could not be read: {e}") from e
+            try:
+                entries = self.client.xrange(f"{self._p}{key}")
+            except _rx.AskError:  # ``breaker report`` with the URL of a cluster node: follow the cluster
+                if self._url is None or hasattr(self.client, "get_node_from_key"):
+                    raise
+                self._to_cluster()
+                entries = self.client.xrange(f"{self._p}{key}")
+        except (_rx.RedisError, _rx.RedisClusterException) as e:  # type: ignore[misc]
+            raise classify(e, self.where, "read call records") from e
         # redis-py types a stream entry's fields as optional (XAUTOCLAIM's deleted entries); XRANGE always has them.
         return [json.loads(fields[field]) for _id, fields in entries or () if fields is not None]
 
@@ -496,7 +463,10 @@ class Redis(LedgerBase):
                            len(ask.limits)]
         for lim, (s, r, blocked) in zip(ask.limits, state):
             args += [lim.metric, lim.limit, s, r, 1 if blocked else 0]
-        out = self._run(self._decide_only, [], args, "evaluate")
+        try:
+            out = self._scripts["decide_only"](keys=[], args=args)
+        except _rx.RedisError as e:
+            raise classify(e, self.where, "evaluate") from e
         status = out[0].decode() if isinstance(out[0], bytes) else out[0]
         return Grant(status, units=int(out[1]), blocked=int(out[2]), settled=tuple(x[0] for x in state),
                      reserved=int(out[3]))

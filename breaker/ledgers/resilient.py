@@ -1,4 +1,4 @@
-"""What happens when a shared ledger (SQLite, Redis) is down: nothing lost, nothing counted twice.
+"""What happens when a shared ledger (SQLite, Redis) fails: nothing lost, nothing counted twice.
 
 ``Resilient`` wraps a persistent ledger. The engine wraps ``SQLite`` and
 ``Redis`` in it by itself (``Breaker(on_ledger_error=...)``); build one
@@ -6,7 +6,10 @@ yourself only to choose where the journal lives::
 
     ledger = Resilient(Redis("redis://cache:6379/0"), journal="/var/lib/app/breaker-journal.sqlite")
 
-While the store is unreachable:
+Every failure of the store is one of three kinds (``ledgers.base``):
+
+**Unavailable** (unreachable, timing out, out of memory, locked, corrupt,
+lost its data, or an error nobody classified): an outage.
 
 * ``on_ledger_error="closed"`` (default): ``reserve`` raises
   ``LedgerUnavailable``; the engine refuses the call with a non-sticky
@@ -17,25 +20,43 @@ While the store is unreachable:
   spend more than one whole budget while the store is away, but N processes
   can spend N budgets. Choose it when stopping the agents costs more.
 
-In both modes every settlement (and trip marker, outcome, and release of a
-reservation whose answer was lost) that cannot be written goes to a local
-append-only SQLite journal, and is replayed when the store answers again.
-Each carries an idempotency id that the store remembers, so a replay -- or two
-processes replaying the same journal, or a write that did land although its
-answer was lost -- counts it exactly once. One ``ledger_error`` event fires
-per outage, not per call.
+One ``ledger_error`` event fires per outage, not per call.
 
-Reads (``Breaker.spent``, ``Session.cost_usd``) raise ``LedgerUnavailable``
-while the store is down: a figure the library cannot know is never shown as $0.
+**Misconfigured** (a wrong password, an eviction policy that can delete
+budget keys, a cluster node reached as a plain server): never an outage, in
+either mode. The call is refused with the error, which says what to change;
+one ``ledger_error`` event fires per distinct error.
+
+**Data error** (text that is not valid Unicode in a scope key, an amount past
+the store's range): the call is refused before it is sent.
+
+**A settlement is never lost, whatever the store says.** Every settlement
+(and trip marker, outcome, and release of a reservation whose answer was
+lost) that the store does not acknowledge, for any reason, goes to a local
+append-only journal (``ledgers.journal``) and is replayed when the store
+takes it; ``settle`` itself never raises, so a served response always reaches
+its caller. Each write carries an idempotency id that the store remembers, so
+a replay -- or two processes replaying the same journal, or a write that did
+land although its answer was lost -- counts it exactly once. Replays run in a
+background thread, in batches, never inside a user's call; reads wait for a
+running replay, so a figure shown after an outage includes it.
+
+While a replay runs, admissions do not see the journaled spend yet. In closed
+mode that spend belongs to calls whose reservations still hold it (until
+their ``hold_ttl``); in open mode it is the outage's spend, which the store
+learns of only as the replay proceeds.
+
+Reads (``Breaker.spent``, ``Session.cost_usd``) raise while the store is
+down: a figure the library cannot know is never shown as $0.
+
+Reservations of calls in flight are renewed while the call lives
+(``ledgers.renewal``), so a call longer than ``hold_ttl`` keeps its hold.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
-import sqlite3
 import threading
 import time
 from dataclasses import asdict, dataclass
@@ -44,13 +65,23 @@ from typing import Any, Callable, Iterable
 
 from ..errors import LedgerError
 from ..events import Event
-from .base import Ask, CallRecord, Counter, Grant, Hold, LedgerUnavailable, Limit, Totals, Vec, new_id
+from ..forks import after_fork
+from ..redact import scrub
+from .base import (Ask, CallRecord, Counter, Grant, Hold, LedgerDataError, LedgerMisconfigured, LedgerUnavailable,
+                   Limit, Totals, Vec, new_id)
+from .journal import Journal, default_journal
 from .memory import Memory
+from .renewal import Renewer
 
 # Hold, LedgerUnavailable and new_id live in ``ledgers.base`` (the ledgers share them); still importable from here.
-__all__ = ["Hold", "LedgerUnavailable", "Resilient", "new_id", "resilient"]
+__all__ = ["Hold", "LedgerUnavailable", "Resilient", "default_journal", "new_id", "resilient"]
 
 log = logging.getLogger("breaker")
+
+_BATCH = 200  # journal entries replayed per batch (one disk sync to forget them)
+_READ_WAITS_FOR_REPLAY = 60.0  # seconds a read waits at most for a running replay
+# Outages in which the store may still answer reads: a read that works does not end them, a write must.
+_WRITES_REFUSED = ("out of memory", "read-only", "corrupt")
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,153 +91,17 @@ class _Local:
     handle: Any
 
 
-def default_journal(store_id: str) -> Path:
-    """Where a store's journal lives unless told: ``$XDG_STATE_HOME/breaker`` (or ``~/.local/state/breaker``).
-
-    Not a temporary directory: unreplayed settlements are money and must survive a reboot.
-    """
-    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
-    digest = hashlib.sha256(store_id.encode()).hexdigest()[:16]
-    return Path(base) / "breaker" / f"journal-{digest}.sqlite"
-
-
-class _Journal:
-    """An append-only list of writes the store has not acknowledged, in a SQLite file.
-
-    Shared by every process on the host that uses the same store, so a process
-    that dies with entries pending has them replayed by the next one.
-
-    An entry the file cannot take (it stays locked past the timeout, the disk
-    is full, the directory is read-only) is held in this process's memory and
-    replayed from there, and written to the file when it can take writes
-    again: a settlement is never dropped because its journal failed. An error
-    is logged once per such failure streak.
-    """
-
-    _SETUP_TRIES = 60  # x 0.05..0.5 s: several processes may open a new journal at once
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._local = threading.local()
-        self._held: dict[str, tuple[str, str]] = {}  # op -> (kind, payload as JSON): not in the file yet
-        self._held_lock = threading.Lock()
-        self._failing = False
-
-    def _conn(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
-            try:
-                self._setup(conn)
-            except BaseException:
-                conn.close()
-                raise
-            self._local.conn = conn
-        return conn
-
-    def _setup(self, conn: sqlite3.Connection) -> None:
-        """WAL mode and the table, retried while another connection holds the lock.
-
-        Switching a new file to WAL takes an exclusive lock and SQLite answers
-        "database is locked" at once, without waiting out the busy timeout,
-        when another process or thread is opening the same journal: seen when
-        many workers journal their first settlement in the same outage.
-        """
-        delay = 0.05
-        for attempt in range(self._SETUP_TRIES):
-            try:
-                if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
-                    conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute("PRAGMA synchronous=FULL")  # a journaled settlement is money: make it durable
-                conn.execute("CREATE TABLE IF NOT EXISTS journal(seq INTEGER PRIMARY KEY AUTOINCREMENT, "
-                             "op TEXT UNIQUE NOT NULL, kind TEXT NOT NULL, payload TEXT NOT NULL)")
-                return
-            except sqlite3.OperationalError as e:
-                busy = "locked" in str(e) or "busy" in str(e)
-                if not busy or attempt == self._SETUP_TRIES - 1:
-                    raise
-                time.sleep(delay)
-                delay = min(delay * 2, 0.5)
-
-    def exists(self) -> bool:
-        return bool(self._held) or self.path.exists()
-
-    def add(self, op: str, kind: str, payload: dict[str, Any]) -> None:
-        text = json.dumps(payload)
-        with self._held_lock:
-            self._held[op] = (kind, text)
-        self._flush()
-
-    def _flush(self) -> None:
-        """Move held entries into the file; on failure they stay held (and are replayed from memory)."""
-        with self._held_lock:
-            held = list(self._held.items())
-        if not held:
-            return
-        try:
-            conn = self._conn()
-            for op, (kind, text) in held:
-                conn.execute("INSERT OR IGNORE INTO journal(op, kind, payload) VALUES (?, ?, ?)", (op, kind, text))
-        except (sqlite3.Error, OSError) as e:  # OSError: its directory cannot be made
-            if not self._failing:
-                self._failing = True
-                log.error(
-                    "The ledger journal %s cannot be written (%s): %d unacknowledged ledger write(s) are kept in "
-                    "this process's memory and replayed from there when the budget store answers, but would "
-                    "be lost if the process exits first. Check the file's directory, permissions and free space.",
-                    self.path, e, len(held),
-                )
-            return
-        self._failing = False
-        with self._held_lock:
-            for op, _ in held:
-                self._held.pop(op, None)
-
-    def pending(self, limit: int = 500) -> list[tuple[str, str, dict[str, Any]]]:
-        self._flush()
-        with self._held_lock:
-            entries = dict(self._held)
-        if self.path.exists():
-            try:
-                rows = self._conn().execute("SELECT op, kind, payload FROM journal ORDER BY seq LIMIT ?", (limit,))
-                for op, kind, text in rows:
-                    entries.setdefault(op, (kind, text))
-            except sqlite3.Error as e:
-                log.error("The ledger journal %s cannot be read (%s); its entries are replayed once it can", self.path, e)
-        return [(op, kind, json.loads(text)) for op, (kind, text) in entries.items()]
-
-    def done(self, op: str) -> bool:
-        """Forget an applied entry; ``False`` if the file would not let go of it (it is replayed again
-        later, which the store's idempotency id makes harmless)."""
-        with self._held_lock:
-            self._held.pop(op, None)
-        if not self.path.exists():
-            return True
-        try:
-            self._conn().execute("DELETE FROM journal WHERE op = ?", (op,))
-        except sqlite3.Error as e:
-            log.error("The ledger journal %s cannot be written (%s); an applied entry stays in it", self.path, e)
-            return False
-        return True
-
-    def __len__(self) -> int:
-        held = len(self._held)
-        if not self.path.exists():
-            return held
-        return held + self._conn().execute("SELECT count(*) FROM journal").fetchone()[0]
-
-
 class Resilient:
-    """A persistent ledger that survives its store going away (see the module docstring).
+    """A persistent ledger that survives its store failing (see the module docstring).
 
     Args:
         ledger: a ``SQLite`` or ``Redis`` ledger.
         mode: ``"closed"`` (refuse calls while down) or ``"open"`` (allow, enforce locally, alert).
         journal: path of the local journal file (default: see ``default_journal``).
-        on_event: receives the ``ledger_error`` event (the engine passes its alert dispatcher).
+        on_event: receives the ``ledger_error`` events (the engine passes its alert dispatcher).
         retry_every: while down, seconds between attempts to reach the store
             (calls in between fail fast instead of each waiting for a timeout).
+        clock: the engine's clock (``Breaker`` passes its own), for renewing reservations.
     """
 
     def __init__(
@@ -217,6 +112,7 @@ class Resilient:
         journal: str | os.PathLike[str] | None = None,
         on_event: Callable[[Event], None] | None = None,
         retry_every: float = 1.0,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         if mode not in ("closed", "open"):
             raise ValueError(f"mode={mode!r}: use 'closed' or 'open'")
@@ -225,18 +121,42 @@ class Resilient:
         self.on_event = on_event
         self.retry_every = float(retry_every)
         store_id = getattr(ledger, "store_id", repr(ledger))
-        self.journal = _Journal(Path(journal) if journal is not None else default_journal(store_id))
+        self.where = scrub(str(getattr(ledger, "store_id", ledger)))  # as shown in messages: no credentials
+        self.journal = Journal(Path(journal) if journal is not None else default_journal(store_id))
         self._lock = threading.Lock()
         self._replay_lock = threading.Lock()
+        self._replayer: threading.Thread | None = None
+        self._next_kick = 0.0
         self._down = False
+        self._state = "unreachable"
         self._error = ""
         self._next_probe = 0.0
-        self._pending = self.journal.exists()  # left by an earlier process: replay before the first call
+        self._pending = self.journal.exists()  # left by an earlier process: replayed before the first read
         self._local = Memory()
+        self._reported: set[str] = set()  # misconfigurations and poisoned entries already logged
         self.outages = 0
+        self._renewer = Renewer(ledger, clock) if callable(getattr(ledger, "renew", None)) else None
+        self._default_ttl = float(getattr(ledger, "hold_ttl", 600.0))
+        after_fork(self)
 
     def __repr__(self) -> str:
         return f"Resilient({self.inner!r}, mode={self.mode!r})"
+
+    def _after_fork(self) -> None:
+        """In a forked child: locks a parent thread may have held, and no replay thread (it was the parent's)."""
+        self._lock = threading.Lock()
+        self._replay_lock = threading.Lock()
+        self._replayer = None
+        self._next_kick = 0.0
+
+    @property
+    def clock(self) -> Callable[[], float]:
+        return self._renewer.clock if self._renewer is not None else time.time
+
+    @clock.setter
+    def clock(self, clock: Callable[[], float]) -> None:
+        if self._renewer is not None:
+            self._renewer.clock = clock
 
     @property
     def blocking(self) -> bool:
@@ -249,7 +169,7 @@ class Resilient:
 
     @property
     def down(self) -> bool:
-        """Whether the store is currently considered unreachable."""
+        """Whether the store is currently considered unavailable."""
         return self._down
 
     # ------------------------------------------------------------------ health
@@ -257,8 +177,8 @@ class Resilient:
         """Whether to try the store now (always when up; once per ``retry_every`` when down)."""
         if not self._down:
             if self._pending:
-                self.replay()
-            return not self._down
+                self._kick()
+            return True
         with self._lock:
             now = time.monotonic()
             if now < self._next_probe:
@@ -266,11 +186,12 @@ class Resilient:
             self._next_probe = now + self.retry_every  # this caller probes; the others fail fast
             return True
 
-    def _failed(self, error: BaseException) -> None:
+    def _failed(self, error: LedgerUnavailable) -> None:
         with self._lock:
             first = not self._down
             self._down = True
-            self._error = str(error)
+            self._state = error.state
+            self._error = scrub(str(error))
             self._next_probe = time.monotonic() + self.retry_every
             if first:
                 self.outages += 1
@@ -278,43 +199,102 @@ class Resilient:
             what = ("calls are refused until it answers again (on_ledger_error='closed')" if self.mode == "closed"
                     else "calls are allowed, each process enforcing budgets on its own spend since the outage "
                          "(on_ledger_error='open')")
-            message = (f"The budget store {getattr(self.inner, 'store_id', self.inner)!r} is unreachable: "
-                       f"{str(error).rstrip('.')}. "
+            message = (f"The budget store {self.where!r} is {error.state}: {self._error.rstrip('.')}. "
                        f"{what.capitalize()}; settlements are journaled in {str(self.journal.path)!r} and "
                        f"replayed exactly once when it returns.")
             log.warning(message)
-            if self.on_event is not None:
-                try:
-                    self.on_event(Event("ledger_error", message, data={"mode": self.mode, "error": str(error),
-                                                                       "journal": str(self.journal.path)}))
-                except Exception:  # pragma: no cover - a failing sink must not break the call
-                    log.exception("alert sink failed on a ledger_error event")
+            self._emit(message, {"mode": self.mode, "kind": "unavailable", "state": error.state,
+                                 "error": self._error, "journal": str(self.journal.path)})
+
+    def _misconfigured(self, error: LedgerMisconfigured) -> None:
+        """Log and announce a misconfiguration once per distinct error (each call still raises it)."""
+        message = scrub(str(error))
+        if message in self._reported:
+            return
+        self._reported.add(message)
+        log.error("breaker: %s", message)
+        self._emit(message, {"mode": self.mode, "kind": "misconfigured", "error": message})
+
+    def _emit(self, message: str, data: dict[str, Any]) -> None:
+        if self.on_event is not None:
+            try:
+                self.on_event(Event("ledger_error", message, data=data))
+            except Exception:  # pragma: no cover - a failing sink must not break the call
+                log.exception("alert sink failed on a ledger_error event")
+
+    def _unclassified(self, error: Exception, what: str) -> LedgerUnavailable:
+        """A store error nobody classified: an outage (journaled, on_ledger_error applies), never a raw
+        error in the user's call. Logged with its traceback: it may be a bug worth reporting."""
+        log.error("breaker: the budget store %r failed to %s with an unexpected %s", self.where, what,
+                  type(error).__name__, exc_info=error)
+        return LedgerUnavailable(f"{what} failed: {type(error).__name__}: {scrub(str(error))}", state="failing")
+
+    def _refused(self, error: Exception, what: str) -> None:
+        """A write the store did not take, for any reason: classify it (the caller journals the write)."""
+        if isinstance(error, LedgerUnavailable):
+            self._failed(error)
+        elif isinstance(error, LedgerMisconfigured):
+            self._misconfigured(error)
+        elif isinstance(error, LedgerDataError):
+            log.error("breaker: the budget store %r refused %s (%s); it is journaled", self.where, what,
+                      scrub(str(error)))
+        else:
+            self._failed(self._unclassified(error, f"record {what}"))
 
     def _recovered(self) -> None:
         if self._down:
-            with self._lock:
-                was_down, self._down = self._down, False
-            if was_down:
-                log.warning("The budget store %r answers again; replaying the journal",
-                            getattr(self.inner, "store_id", self.inner))
-                self._local = Memory()
-                self._pending = True
+            self._up()
+            self._pending = True
         if self._pending:
-            self.replay()
+            self._kick()
+
+    def _up(self) -> None:
+        with self._lock:
+            was_down, self._down = self._down, False
+        if was_down:
+            log.warning("The budget store %r answers again; replaying the journal", self.where)
+            self._local = Memory()
 
     def _unavailable(self) -> LedgerUnavailable:
         return LedgerUnavailable(
-            f"The budget store {getattr(self.inner, 'store_id', self.inner)!r} is unreachable ({self._error}), "
-            f"so this call's cost could not be checked against the shared budgets and it was not sent "
-            f"(on_ledger_error='closed'). It will be allowed again once the store answers; use "
-            f"on_ledger_error='open' to let calls through during outages."
+            f"The budget store {self.where!r} is {self._state} ({self._error}), so this call's cost could not be "
+            f"checked against the shared budgets and it was not sent (on_ledger_error='closed'). It will be "
+            f"allowed again once the store answers; use on_ledger_error='open' to let calls through during "
+            f"outages.",
+            state=self._state,
         )
 
     # ------------------------------------------------------------------ journal
-    def replay(self) -> int:
-        """Send journaled writes to the store, each exactly once. Returns how many were applied.
+    def _kick(self) -> None:
+        """Start a background replay unless one runs (at most one start per ``retry_every``)."""
+        now = time.monotonic()
+        if now < self._next_kick or (self._replayer is not None and self._replayer.is_alive()):
+            return
+        with self._lock:
+            if now < self._next_kick or (self._replayer is not None and self._replayer.is_alive()):
+                return
+            self._next_kick = now + max(self.retry_every, 0.05)
+            thread = self._replayer = threading.Thread(target=self._replay_quietly, name="breaker-replay",
+                                                       daemon=True)
+        thread.start()
 
-        Stops (and marks the store down) at the first failure; the rest stay journaled.
+    def _replay_quietly(self) -> None:
+        try:
+            self.replay()
+        except Exception:  # pragma: no cover - the thread must report, not die silently
+            log.exception("breaker: replaying the ledger journal failed")
+
+    def _await_replay(self) -> None:
+        thread = self._replayer
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(_READ_WAITS_FOR_REPLAY)
+
+    def replay(self) -> int:
+        """Send journaled writes to the store, each exactly once, in batches. Returns how many were applied.
+
+        Stops (and marks the store down) when it is unavailable; the rest stay
+        journaled. An entry the store refuses for its data is kept in the
+        journal, logged once, and skipped.
         """
         if not self._replay_lock.acquire(blocking=False):
             return 0  # another thread is replaying
@@ -323,23 +303,37 @@ class Resilient:
             if not self.journal.exists():
                 self._pending = False
                 return 0
-            stuck: set[str] = set()  # applied, but the journal file would not let go of them
+            skip: set[str] = set()  # applied but the file would not let go, or refused for their data
             while True:
-                batch = [entry for entry in self.journal.pending() if entry[0] not in stuck]
+                batch = [e for e in self.journal.pending(limit=_BATCH + len(skip)) if e[0] not in skip]
                 if not batch:
                     break
+                done: list[str] = []
                 for op, kind, p in batch:
                     try:
                         self._apply(op, kind, p)
-                    except LedgerUnavailable as e:
-                        self._failed(e)
-                        return applied
-                    if not self.journal.done(op):
-                        stuck.add(op)
-                    applied += 1
-            self._pending = bool(stuck)  # try to clear them again later (re-applying one is a no-op)
+                    except (LedgerUnavailable, LedgerMisconfigured) as e:
+                        self.journal.done(done)
+                        self._refused(e, "a journaled write")
+                        return applied + len(done)
+                    except Exception as e:  # this entry's data: keep it, skip it, go on with the others
+                        skip.add(op)
+                        if op not in self._reported:
+                            self._reported.add(op)
+                            log.error("breaker: the budget store %r refuses the journaled %s %s (%s: %s); it "
+                                      "stays in %s", self.where, kind, op, type(e).__name__, scrub(str(e)),
+                                      self.journal.path)
+                        continue
+                    done.append(op)
+                    time.sleep(0)  # let the callers' threads in between entries (the GIL, the store's lock)
+                applied += len(done)
+                if not self.journal.done(done):
+                    skip.update(done)
+            self._pending = bool(skip)  # try them again later (re-applying one is a no-op)
             if applied:
                 log.warning("replayed %d journaled ledger writes", applied)
+            if self._down:  # it took every write: the outage is over
+                self._up()
             return applied
         finally:
             self._replay_lock.release()
@@ -370,15 +364,27 @@ class Resilient:
     # ------------------------------------------------------------------ protocol
     def reserve(self, ask: Ask, now: float) -> Grant:
         if self._usable():
+            renewer = self._renewer
+            if renewer is not None:
+                renewer.renew_if_late(now)  # this process's own lapsed holds first: never admit against them
             hold_id = new_id()
             try:
                 grant = self.inner.reserve(ask, now, hold_id=hold_id)
-            except LedgerUnavailable as e:
-                if e.maybe_applied:  # it may have landed with its answer lost: give it back by id, once
+            except LedgerMisconfigured as e:
+                self._misconfigured(e)
+                raise
+            except LedgerDataError:
+                raise
+            except Exception as e:
+                error = e if isinstance(e, LedgerUnavailable) else self._unclassified(e, "reserve a budget")
+                if error.maybe_applied:  # it may have landed with its answer lost: give it back by id, once
                     self._journal_settle("rel:" + hold_id, Hold(hold_id, None), ask.counters, (0, 0, 0), now, None)
-                self._failed(e)
+                self._failed(error)
             else:
                 self._recovered()
+                if renewer is not None and isinstance(grant.handle, Hold):
+                    renewer.track(grant.handle, ask.counters, ask.ttl if ask.ttl is not None else self._default_ttl,
+                                  now)
                 return grant
         if self.mode == "closed":
             raise self._unavailable()
@@ -396,6 +402,9 @@ class Resilient:
         now: float,
         record: CallRecord | None = None,
     ) -> tuple[int, ...]:
+        """See ``Ledger.settle``. Never raises for the store: what it does not take is journaled."""
+        if self._renewer is not None:
+            self._renewer.forget(handle)
         local = None
         if isinstance(handle, _Local):
             local = self._local.settle(handle.handle, counters, limits, actual, now)
@@ -404,11 +413,11 @@ class Resilient:
         if self._usable():
             try:
                 settled = self.inner.settle(handle, counters, limits, actual, now, record, op=op)
-            except LedgerUnavailable as e:
-                self._failed(e)
+            except Exception as e:
+                self._refused(e, "a settlement")
             else:
                 self._recovered()
-                return settled
+                return settled  # type: ignore[no-any-return]
         self._journal_settle(op, handle, counters, actual, now, record)
         # The shared totals are unknown: report what this process knows (thresholds fire after recovery).
         return local if local is not None else tuple(actual[lim.metric] for lim in limits)
@@ -417,8 +426,8 @@ class Resilient:
         if self._usable():
             try:
                 self.inner.trip(counter, metric, needed, now)
-            except LedgerUnavailable as e:
-                self._failed(e)
+            except Exception as e:
+                self._refused(e, "a trip marker")
             else:
                 self._recovered()
                 return
@@ -428,18 +437,44 @@ class Resilient:
         self._pending = True
 
     def read(self, counters: Iterable[Counter], now: float) -> list[Totals]:
+        """Totals from the store, with every journaled write in them, or ``LedgerUnavailable``.
+
+        A read that works while the store refuses writes (out of memory,
+        read-only, a corrupt file whose pages read fine) does not end the outage; while journaled writes wait for
+        it, the figure would be short, so it is not shown.
+        """
+        counters = tuple(counters)
         if self._usable():
+            self._await_replay()  # a figure shown after an outage includes what the journal held
             try:
                 totals = self.inner.read(counters, now)
-            except LedgerUnavailable as e:
-                self._failed(e)
-            else:
-                self._recovered()
-                return totals
+                if not self._down and not self._pending:
+                    return totals  # type: ignore[no-any-return]
+                if not (self._down and self._state in _WRITES_REFUSED):
+                    self._recovered()  # it answers: up again, the journal going in
+                    self._await_replay()
+                if self._pending:
+                    self.replay()  # here and now (a store still refusing writes fails it: still down)
+                if not self._down:
+                    return self.inner.read(counters, now)  # type: ignore[no-any-return]
+                if not self._pending:
+                    return totals  # type: ignore[no-any-return]  # writes refused, but nothing of ours waits
+            except (LedgerMisconfigured, LedgerDataError) as e:
+                if isinstance(e, LedgerMisconfigured):
+                    self._misconfigured(e)
+                raise
+            except Exception as e:
+                self._failed(e if isinstance(e, LedgerUnavailable) else self._unclassified(e, "read budgets"))
         raise LedgerUnavailable(
-            f"The budget store {getattr(self.inner, 'store_id', self.inner)!r} is unreachable ({self._error}); "
-            f"spend cannot be read until it answers (journaled settlements are replayed then)."
+            f"The budget store {self.where!r} is {self._state} ({self._error}); spend cannot be read until it "
+            f"takes the journaled settlements (replayed when it answers).",
+            state=self._state,
         )
+
+    def renew(self, now: float | None = None) -> int:
+        """Renew the due reservations of this process's calls in flight now (a background thread also
+        does it); returns how many the store still held."""
+        return self._renewer.renew(now) if self._renewer is not None else 0
 
     def sweep(self, now: float) -> None:
         sweep = getattr(self.inner, "sweep", None)  # a user's store may predate ``Ledger.sweep``
@@ -451,8 +486,8 @@ class Resilient:
         if self._usable():
             try:
                 self.inner.add_outcome(session, feature, user, name, now, op=op)
-            except LedgerUnavailable as e:
-                self._failed(e)
+            except Exception as e:
+                self._refused(e, "an outcome")
             else:
                 self._recovered()
                 return
@@ -461,18 +496,22 @@ class Resilient:
         self._pending = True
 
     def records(self, since: float | None = None) -> Iterable[CallRecord]:
-        return self.inner.records(since)
+        return self.inner.records(since)  # type: ignore[no-any-return]
 
     def outcomes(self, since: float | None = None) -> Any:
         return self.inner.outcomes(since)
 
     def close(self) -> None:
+        if self._renewer is not None:
+            self._renewer.close()
+        self._await_replay()
         if self._pending and not self._down:
             self.replay()
         self.inner.close()
 
 
-def resilient(ledger: Any, *, mode: str, on_event: Callable[[Event], None] | None) -> Any:
+def resilient(ledger: Any, *, mode: str, on_event: Callable[[Event], None] | None,
+              clock: Callable[[], float] | None = None) -> Any:
     """What ``Breaker`` does with the ledger it is given: wrap a persistent one, configure a wrapped one.
 
     ``Memory`` and user ledgers without ``journal_ops`` are returned as they are.
@@ -481,7 +520,9 @@ def resilient(ledger: Any, *, mode: str, on_event: Callable[[Event], None] | Non
         ledger.mode = mode
         if ledger.on_event is None:
             ledger.on_event = on_event
+        if clock is not None:
+            ledger.clock = clock
         return ledger
     if getattr(ledger, "journal_ops", False):
-        return Resilient(ledger, mode=mode, on_event=on_event)
+        return Resilient(ledger, mode=mode, on_event=on_event, clock=clock or time.time)
     return ledger

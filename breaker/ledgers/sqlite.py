@@ -11,31 +11,99 @@ WAL mode lets readers (``breaker report``) run while writers write; a busy
 timeout makes waiting writers queue instead of failing. ``synchronous=NORMAL``
 survives a crashed process (not a power cut of the last transactions).
 
-sqlite3 connection objects are not thread-safe, so each thread gets its own.
+sqlite3 connection objects are not thread-safe, so each thread gets its own,
+and none is used across a ``fork()`` (``breaker.forks``): the child opens its own.
 
-Reservations carry an expiry (``Ask.ttl``): a worker that crashes between
-``reserve`` and ``settle`` holds the budget for at most that long. Settled
-spend never expires. Each settlement has an idempotency id that the file
-remembers (``keep_ops``), so a journaled settlement replayed after an
-outage (``ledgers.resilient``) is counted once.
+Reservations carry an expiry (``hold_ttl``, renewed by ``Resilient`` while
+the call is alive): a worker that crashes between ``reserve`` and ``settle``
+holds the budget for at most that long. Settled spend never expires. Each
+settlement has an idempotency id that the file remembers (``keep_ops``), so a
+journaled settlement replayed after an outage (``ledgers.resilient``) is
+counted once.
+
+Failures (``ledgers.base``): a lock held past ``busy_timeout``, a full disk,
+an I/O error or a corrupt file make the ledger *unavailable* (an outage; the
+journal keeps every settlement); a file that is not a SQLite database is
+*misconfigured* (a clear error at construction). Text that is not valid
+Unicode in a scope key is refused before the call; amounts saturate at the
+largest integer SQLite holds (2**63 - 1) rather than fail a settlement.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sqlite3
 import threading
+import time
 from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import timedelta
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Sequence
 
 from ..budgets import bucket_seconds, parse_window
-from .base import (Ask, CallRecord, Counter, Grant, Hold, LedgerBase, LedgerUnavailable, Limit, OutcomeRow, Totals,
-                   Vec, decide, new_id)
+from ..forks import after_fork
+from .base import (Ask, CallRecord, Counter, Grant, Hold, LedgerBase, LedgerDataError, LedgerMisconfigured,
+                   LedgerUnavailable, Limit, OutcomeRow, Totals, Vec, decide, fit, new_id, seconds, storable,
+                   storable_counters, storable_record, unstorable, unstorable_key)
 
-__all__ = ["SQLite"]
+__all__ = ["MAX_INT", "SQLite", "abandon", "connect"]
+
+log = logging.getLogger("breaker")
+
+MAX_INT = 2**63 - 1
+"""The largest integer SQLite stores: counters saturate there instead of failing a settlement."""
+
+_ABANDONED: list[Any] = []  # connections a forked child inherited: never used, never closed
+
+
+def abandon(*conns: Any) -> None:
+    """Keep connections a forked child inherited from being used or closed (a close may checkpoint or
+    delete the parent's WAL files): they are held here, untouched, for the life of the child."""
+    _ABANDONED.extend(c for c in conns if c is not None)
+
+
+def connect(path: str | os.PathLike[str], *, timeout: float, synchronous: str, schema: str | None = None
+            ) -> sqlite3.Connection:
+    """A connection in WAL mode (with ``schema`` created), retried while another connection holds the lock.
+
+    Switching a new file to WAL takes an exclusive lock, and SQLite answers
+    "database is locked" at once (its busy timeout does not apply) when
+    another process or thread is opening the same file: seen when many
+    workers open a new ledger or journal at the same moment. So the setup is
+    retried, with backoff, for up to ``timeout`` seconds.
+    """
+    conn = sqlite3.connect(path, timeout=timeout, isolation_level=None, check_same_thread=False)
+    deadline = time.monotonic() + timeout
+    delay = 0.005
+    while True:
+        try:
+            if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(f"PRAGMA synchronous={synchronous}")
+            if schema is not None:
+                conn.executescript(schema)
+            return conn
+        except sqlite3.OperationalError as e:
+            if not _busy(e) or time.monotonic() + delay > deadline:
+                conn.close()
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.2)
+        except BaseException:
+            conn.close()
+            raise
+
+
+def _busy(e: sqlite3.Error) -> bool:
+    text = str(e)
+    return "locked" in text or "busy" in text
+
+
+def _corrupt(e: sqlite3.Error) -> bool:
+    text = str(e)
+    return "malformed" in text or "not a database" in text or "corrupt" in text
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS counters(
@@ -58,7 +126,8 @@ CREATE INDEX IF NOT EXISTS ops_at ON ops(at);
 CREATE TABLE IF NOT EXISTS records(
     at REAL NOT NULL, session TEXT NOT NULL, feature TEXT, user TEXT, model TEXT NOT NULL, provider TEXT,
     input_tokens INTEGER, output_tokens INTEGER, cache_read_tokens INTEGER, cache_write_tokens INTEGER,
-    reasoning_tokens INTEGER, cost_nano INTEGER, outcome TEXT, degraded INTEGER, tripped TEXT, tags TEXT);
+    reasoning_tokens INTEGER, cost_nano INTEGER, outcome TEXT, degraded INTEGER, tripped TEXT, tags TEXT,
+    price_variant TEXT);
 CREATE INDEX IF NOT EXISTS records_at ON records(at);
 CREATE TABLE IF NOT EXISTS outcomes(
     id TEXT PRIMARY KEY, at REAL NOT NULL, session TEXT NOT NULL, feature TEXT, user TEXT, name TEXT NOT NULL);
@@ -77,6 +146,11 @@ class SQLite(LedgerBase):
         busy_timeout: seconds a writer waits for the write lock before the
             ledger reports itself unavailable.
         keep_ops: how long settlement ids are remembered for exactly-once replay.
+        hold_ttl: seconds (or ``"10m"``) an unsettled reservation holds the
+            budget unless renewed. ``Resilient`` (which ``Breaker`` wraps this
+            ledger in) renews the reservations of calls still in flight every
+            third of it, so it bounds how long a *crashed* worker's
+            reservation blocks others, not how long a call may take.
     """
 
     blocking = True  # every call is a transaction on the file
@@ -84,10 +158,11 @@ class SQLite(LedgerBase):
     journal_ops = True  # settle/add_outcome take ``op=``, reserve takes ``hold_id=`` (see resilient.py)
 
     def __init__(self, path: str | os.PathLike[str], *, busy_timeout: float = 30.0,
-                 keep_ops: str | timedelta | int = "7d") -> None:
+                 keep_ops: str | timedelta | int = "7d", hold_ttl: str | timedelta | float = 600.0) -> None:
         self.path = os.fspath(path)
         self.busy_timeout = float(busy_timeout)
         self.keep_ops = parse_window(keep_ops, what="SQLite(keep_ops)")
+        self.hold_ttl = seconds(hold_ttl, what="SQLite(hold_ttl)")
         self.store_id = f"sqlite:{os.path.abspath(self.path)}"
         self._local = threading.local()
         self._conns: list[sqlite3.Connection] = []
@@ -96,42 +171,124 @@ class SQLite(LedgerBase):
         # SQLite has one writer at a time anyway: threads of this process queue on a
         # mutex (microseconds) rather than in SQLite's busy handler (sleeps of 1-100 ms).
         self._write = threading.Lock()
-        with self._errors("open"):
-            conn = self._conn()
-            conn.executescript(_SCHEMA)
+        self._saturated = False
+        self._corrupt = False  # corruption was seen: every transaction first checks the whole file
+        after_fork(self)
+        try:
+            with self._errors("open"):
+                conn = self._conn(_SCHEMA)
+                self._add_columns(conn)
+        except LedgerUnavailable as e:
+            if e.state != "corrupt" or not isinstance(e.__cause__, sqlite3.DatabaseError) or \
+                    "not a database" not in str(e.__cause__):
+                raise
+            raise LedgerMisconfigured(
+                f"SQLite({self.path!r}): the file is not a SQLite database ({e.__cause__}). It may be another "
+                f"program's file, or a ledger damaged beyond SQLite's reading. Pass the path of a ledger file "
+                f"(a missing file is created), or move this one away if it was a ledger and start a new one."
+            ) from e.__cause__
 
     def __repr__(self) -> str:
         return f"SQLite({self.path!r})"
 
+    def _add_columns(self, conn: sqlite3.Connection) -> None:
+        """A file written by an older version: add ``CallRecord``'s newer fields as columns. Under the
+        write lock, columns read again inside it: processes opening the file at once add each once."""
+        if not self._missing_columns(conn):
+            return
+        with self._write:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for name in self._missing_columns(conn):
+                    conn.execute(f"ALTER TABLE records ADD COLUMN {name}")
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
+    @staticmethod
+    def _missing_columns(conn: sqlite3.Connection) -> list[str]:
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(records)")}
+        return [name for name in _RECORD_FIELDS if name not in columns]
+
+    def _after_fork(self) -> None:
+        """In a forked child: never touch the parent's connections (not even to close them); open new ones."""
+        abandon(*self._conns)
+        self._conns = []
+        self._conns_lock = threading.Lock()
+        self._write = threading.Lock()
+        self._local = threading.local()
+
     # ------------------------------------------------------------------ plumbing
-    def _conn(self) -> sqlite3.Connection:
+    def _conn(self, schema: str | None = None) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None,
-                                   check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
+            conn = connect(self.path, timeout=self.busy_timeout, synchronous="NORMAL", schema=schema)
             self._local.conn = conn
             with self._conns_lock:
                 self._conns.append(conn)
+        elif schema is not None:
+            conn.executescript(schema)
         return conn
 
     @contextmanager
     def _errors(self, what: str) -> Iterator[None]:
+        """Every failure of the file as one of the three kinds (``ledgers.base``)."""
         try:
             yield
-        except sqlite3.OperationalError as e:
+        except sqlite3.DatabaseError as e:  # OperationalError included
+            if _corrupt(e):
+                self._corrupt = True
+                raise LedgerUnavailable(
+                    f"The SQLite ledger {self.path!r} could not {what}: the file is corrupt ({e}). Budgets "
+                    f"cannot be checked against it; settlements are journaled meanwhile. Restore it from a "
+                    f"backup, or recover what SQLite can read (sqlite3 {self.path!r} .recover), and put the "
+                    f"result in its place.",
+                    maybe_applied=False, state="corrupt",
+                ) from e
+            if isinstance(e, sqlite3.OperationalError):
+                raise LedgerUnavailable(
+                    f"The SQLite ledger {self.path!r} could not {what}: {e}. Check that the file's directory is "
+                    f"writable and not full, and that no process holds its write lock for longer than "
+                    f"busy_timeout={self.busy_timeout:g}s.",
+                    maybe_applied=False,  # a failed transaction is rolled back whole
+                    state="busy" if _busy(e) else "unwritable",
+                ) from e
             raise LedgerUnavailable(
-                f"The SQLite ledger {self.path!r} could not {what}: {e}. Check that the file's directory is "
-                f"writable and not full, and that no process holds its write lock for longer than "
-                f"busy_timeout={self.busy_timeout:g}s.",
-                maybe_applied=False,  # a failed transaction is rolled back whole
+                f"The SQLite ledger {self.path!r} could not {what}: {type(e).__name__}: {e}.",
+                maybe_applied=False, state="failing",
             ) from e
+        except (OverflowError, UnicodeError) as e:  # found before the write (checks below): a bug if here
+            raise LedgerDataError(f"The SQLite ledger {self.path!r} could not {what}: {e}") from e
+
+    @staticmethod
+    def _check(ask: Ask) -> Ask:
+        """Refuse, before the call, what this file cannot hold: text that is not valid Unicode in a scope
+        key; and keep the worst case within its integers (``fit``)."""
+        for c in ask.counters:
+            if unstorable(c.key):
+                raise unstorable_key(c.key)
+        return fit(ask, MAX_INT, "a SQLite ledger counts (2**63 - 1)")
+
+    def _saturate(self, value: int) -> int:
+        if value <= MAX_INT:
+            return value
+        if not self._saturated:
+            self._saturated = True
+            log.error("breaker: a counter of the SQLite ledger %r reached 2**63 - 1, the largest integer SQLite "
+                      "holds; it stays there (every limit on it is passed)", self.path)
+        return MAX_INT
 
     @contextmanager
     def _tx(self, what: str) -> Iterator[sqlite3.Connection]:
         with self._write, self._errors(what):
             conn = self._conn()
+            if self._corrupt:  # some pages may still read fine: no transaction until the whole file checks
+                problem = conn.execute("PRAGMA quick_check(1)").fetchone()[0]
+                if problem != "ok":
+                    raise sqlite3.DatabaseError(f"database disk image is malformed ({problem})")
+                self._corrupt = False
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
@@ -185,6 +342,8 @@ class SQLite(LedgerBase):
 
     # ------------------------------------------------------------------ protocol
     def reserve(self, ask: Ask, now: float, *, hold_id: str | None = None) -> Grant:
+        ask = self._check(ask)
+        ttl = ask.ttl if ask.ttl is not None else self.hold_ttl
         with self._tx("reserve a budget") as conn:
             self._purge_holds(conn, now)
             rows = self._load(conn, ask.counters, now)
@@ -210,10 +369,14 @@ class SQLite(LedgerBase):
                     vals[3] += amount[0]
                     vals[4] += amount[1]
                     vals[5] += amount[2]
+                    if max(vals[3], vals[4], vals[5]) > MAX_INT:
+                        raise LedgerDataError(
+                            f"The calls in flight on {ask.counters[0].key!r} would reserve more than a SQLite "
+                            f"ledger counts (2**63 - 1); this call was not sent.")
                 hid = hold_id or new_id()
                 conn.execute(
                     "INSERT INTO holds VALUES (?, ?, ?, ?, ?, ?)",
-                    (hid, now + ask.ttl, *amount, json.dumps([[c.key, c.window] for c in ask.counters])),
+                    (hid, now + ttl, *amount, json.dumps([[c.key, c.window] for c in ask.counters])),
                 )
                 grant.handle = Hold(hid, amount)
             self._store(conn, ask.counters, rows, now)
@@ -234,6 +397,8 @@ class SQLite(LedgerBase):
         (default: the reservation's id): a second settle with the same id
         changes nothing and returns the current figures."""
         op = op or (handle.id if handle is not None else new_id())
+        counters = storable_counters(counters)  # a served call's charge is never refused for its text
+        actual = (min(actual[0], MAX_INT), min(actual[1], MAX_INT), min(actual[2], MAX_INT))
         with self._tx("record a settlement") as conn:
             fresh = conn.execute("INSERT OR IGNORE INTO ops VALUES (?, ?)", (op, now)).rowcount == 1
             if fresh and handle is not None:
@@ -242,21 +407,23 @@ class SQLite(LedgerBase):
                     _unhold(conn, json.loads(held[3]), held[:3])
             rows = self._load(conn, counters, now)
             if fresh:
+                sat = self._saturate
                 for c, vals in zip(counters, rows):
-                    vals[0] += actual[0]
-                    vals[1] += actual[1]
-                    vals[2] += actual[2]
+                    vals[0] = sat(vals[0] + actual[0])
+                    vals[1] = sat(vals[1] + actual[1])
+                    vals[2] = sat(vals[2] + actual[2])
                     if c.window and any(actual):
                         b = bucket_seconds(c.window)
-                        conn.execute(
+                        conn.execute(  # min(): an integer sum past 2**63 - 1 becomes a REAL in SQLite
                             "INSERT INTO buckets VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (key, win, start) DO UPDATE "
-                            "SET v0 = v0 + excluded.v0, v1 = v1 + excluded.v1, v2 = v2 + excluded.v2",
+                            f"SET v0 = min(v0 + excluded.v0, {MAX_INT}), v1 = min(v1 + excluded.v1, {MAX_INT}), "
+                            f"v2 = min(v2 + excluded.v2, {MAX_INT})",
                             (c.key, c.window, int(now // b) * b, *actual),
                         )
                 if record is not None:
-                    r = asdict(record)
+                    r = asdict(storable_record(record))
                     r["tags"] = json.dumps(r["tags"]) if r["tags"] else None
-                    conn.execute(f"INSERT INTO records VALUES ({', '.join('?' * len(_RECORD_FIELDS))})",
+                    conn.execute(f"INSERT INTO records({', '.join(_RECORD_FIELDS)}) VALUES ({', '.join('?' * len(_RECORD_FIELDS))})",
                                  tuple(r[f] for f in _RECORD_FIELDS))
                 if now >= self._next_prune:
                     self._next_prune = now + 600
@@ -265,6 +432,8 @@ class SQLite(LedgerBase):
             return tuple([rows[lim.counter][lim.metric] for lim in limits])
 
     def trip(self, counter: Counter, metric: int, needed: int, now: float) -> None:
+        (counter,) = storable_counters((counter,))
+        needed = min(needed, MAX_INT)
         with self._tx("set a trip marker") as conn:
             rows = self._load(conn, (counter,), now)
             rows[0][6 + metric] = needed
@@ -275,7 +444,7 @@ class SQLite(LedgerBase):
         # A write transaction: dropping expired buckets and holds is part of reading correctly.
         with self._tx("read budgets") as conn:
             self._purge_holds(conn, now)
-            counters = tuple(counters)
+            counters = storable_counters(tuple(counters))
             for c, vals in zip(counters, self._load(conn, counters, now)):
                 if c.window:
                     self._store_if_present(conn, c, vals, now)
@@ -290,9 +459,9 @@ class SQLite(LedgerBase):
 
     def add_outcome(self, session: str, feature: str | None, user: str | None, name: str, now: float,
                     *, op: str | None = None) -> None:
+        text = [storable(t) if t is not None else None for t in (session, feature, user, name)]
         with self._tx("record an outcome") as conn:
-            conn.execute("INSERT OR IGNORE INTO outcomes VALUES (?, ?, ?, ?, ?, ?)",
-                         (op or new_id(), now, session, feature, user, name))
+            conn.execute("INSERT OR IGNORE INTO outcomes VALUES (?, ?, ?, ?, ?, ?)", (op or new_id(), now, *text))
 
     def outcomes(self, since: float | None = None) -> list[OutcomeRow]:
         with self._errors("read outcomes"):
@@ -312,6 +481,19 @@ class SQLite(LedgerBase):
             d["tags"] = json.loads(d["tags"]) if d["tags"] else {}
             out.append(CallRecord(**d))
         return out
+
+    def renew(self, holds: Sequence[tuple[Hold, tuple[Counter, ...], float]], now: float) -> set[str]:
+        """Push back the expiry of live calls' reservations to ``now + ttl`` each (``ledgers.renewal``).
+
+        Returns the ids still held: one missing was given back already (it
+        expired while its process could not renew it) and stays given back.
+        """
+        found: set[str] = set()
+        with self._tx("renew reservations") as conn:
+            for hold, _counters, ttl in holds:
+                if conn.execute("UPDATE holds SET expires = ? WHERE id = ?", (now + ttl, hold.id)).rowcount:
+                    found.add(hold.id)
+        return found
 
     def close(self) -> None:
         with self._conns_lock:

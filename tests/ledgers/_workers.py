@@ -97,7 +97,7 @@ def journal_burst(path: str, proc: int, threads: int, barrier: Any, out: str) ->
     """``threads`` threads of this process journal one entry each into a new journal at the same moment."""
     from pathlib import Path
 
-    from breaker.ledgers.resilient import _Journal
+    from breaker.ledgers.journal import Journal as _Journal
 
     errors: list[str] = []
     start = threading.Barrier(threads)

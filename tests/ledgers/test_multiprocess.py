@@ -87,7 +87,7 @@ def test_processes_opening_a_new_journal_at_once_lose_no_entry(tmp_path):
             p.join(90)
             assert p.exitcode == 0
         assert [json.load(open(o)) for o in outs] == [[] for _ in outs]
-        from breaker.ledgers.resilient import _Journal
+        from breaker.ledgers.journal import Journal as _Journal
 
         ops = sorted(op for op, _, _ in _Journal(Path(path)).pending())
         assert ops == sorted(f"op-{i}-{n}" for i in range(PROCS) for n in range(THREADS))
