@@ -18,8 +18,8 @@ from ..ledgers.base import CallRecord
 from ..redact import scrub
 
 __all__ = [
-    "CliError", "History", "add_ledger_arguments", "describe_span", "need_rich", "open_ledger", "parse_period",
-    "parse_since", "read_history", "usd",
+    "CliError", "History", "add_ledger_arguments", "describe_span", "have_rich", "need_rich", "open_ledger",
+    "parse_period", "parse_since", "read_history", "usd",
 ]
 
 RICH_MISSING = (
@@ -32,6 +32,16 @@ Outcome = tuple[float, str, "str | None", "str | None", str]  # (at, session, fe
 
 class CliError(Exception):
     """A problem the user can fix; ``main`` prints it and exits with status 2."""
+
+
+def have_rich() -> bool:
+    """Whether ``rich`` (the ``cli`` extra) can be imported: tables use it when it can, plain text
+    otherwise, so ``breaker report`` works on a bare install too."""
+    try:
+        need_rich()
+    except CliError:
+        return False
+    return True
 
 
 def need_rich() -> Any:
@@ -84,7 +94,8 @@ def parse_period(text: str) -> int:
 def add_ledger_arguments(parser: Any) -> None:
     """``--ledger`` and ``--prefix``, the same for every command that reads a ledger."""
     parser.add_argument("--ledger", required=True, metavar="PATH|redis://…",
-                        help="the SQLite ledger file, or a redis:// URL, your Breaker writes to")
+                        help="the SQLite ledger file (a path or sqlite:///abs/path.db), or a redis:// URL, "
+                             "your Breaker writes to")
     parser.add_argument("--prefix", default="breaker:", metavar="P",
                         help="the key prefix of a Redis ledger, as given to ledgers.Redis(url, prefix=...) "
                              "(default: breaker:)")
@@ -97,8 +108,14 @@ def open_ledger(spec: str, prefix: str = "breaker:") -> Any:
     mistyped path would otherwise silently show nothing.
     """
     from .. import ledgers
+    from ..configfile import REDIS_SCHEMES, SQLITE_SCHEME, parse_ledger_url
 
-    if spec.startswith(("redis://", "rediss://", "unix://")):
+    if spec.startswith(SQLITE_SCHEME):  # the configuration file's spelling: sqlite:///abs/path.db
+        try:
+            spec = parse_ledger_url(spec)[1] or spec
+        except ConfigError as e:
+            raise CliError(str(e).replace("ledger = ", "--ledger ", 1)) from None
+    if spec.startswith(REDIS_SCHEMES):
         try:
             ledger = ledgers.Redis(spec, prefix=prefix)
         except ImportError:

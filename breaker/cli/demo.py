@@ -22,6 +22,7 @@ from ._agent import fake_script, run_agent
 from ._common import CliError
 from ._live import open_display
 from .report import group_records
+from .report_sections import waste_summary
 
 __all__ = ["add_parser", "run"]
 
@@ -109,6 +110,8 @@ def run(args: argparse.Namespace) -> int:
         records = [r for r in ledger.records() if r.session == session_id]  # not earlier runs in --ledger
         display.report(session, setup["budget"], group_records(records, [], "model"), killed,
                        time.monotonic() - started)
+        for text in waste_summary(records):  # where the money went: retries, loops, cache, history
+            display.line("  " + text)
     if killed is None and not args.live:
         print("breaker demo: the agent was expected to be killed and was not; please report this", file=sys.stderr)
         return 1

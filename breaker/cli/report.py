@@ -1,34 +1,40 @@
 """``breaker report``: where the money went, from a ledger's call records.
 
-Spend is grouped by session, feature, user and model: calls, tokens by kind,
-cost, cost per outcome (``Session.outcome``), trips and degraded calls. The
-figures are sums of the ledger's ``CallRecord``s, priced by the engine when
-each call settled; this command never re-prices anything.
+Spend is grouped by session, feature, user, model and day: calls, tokens by
+kind, cost, cost per outcome (``Session.outcome``), trips and degraded calls,
+sums of the ledger's ``CallRecord``s as the engine priced them when each call
+settled. Beside them, what the bill is made of (``figures``: cache savings and
+the context resent uncached, retries, loops, reasoning, history growth, routed
+calls, and a what-if re-pricing under a model map), which re-price the recorded
+usage with the bundled prices; the tables and hints for them are in
+``report_sections``.
 """
 
 from __future__ import annotations
 
 import argparse
-from collections import Counter as Tally
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Sequence
 
 from ..ledgers.base import CallRecord
 from ..redact import scrub
-from ._common import Outcome, add_ledger_arguments, describe_span, read_history, usd
+from . import report_sections as sections
+from ._common import add_ledger_arguments, describe_span, read_history, usd
+from .figures import Repricer, parse_what_if
+from .groups import GROUPS, NONE, Group, day_of, group_records, trip_reason
 from .render import FORMATS, Column, write_csv, write_json, write_tables
 
-__all__ = ["GROUPS", "Group", "add_parser", "group_records", "run", "table_columns", "table_row"]
+__all__ = ["GROUPS", "NONE", "Group", "add_parser", "day_of", "group_records", "run", "table_columns", "table_row",
+           "trip_reason"]
 
-GROUPS = ("session", "feature", "user", "model")
-NONE = "(none)"  # feature / user not set on the session
 DEFAULT_TOP = 20
 
 HELP = "spend by session, feature, user and model, from a SQLite file or Redis ledger"
 DESCRIPTION = """\
-Spend by session, feature, user and model from the call records a Breaker kept:
-calls, tokens by kind, cost, cost per outcome, trips and degraded calls.
+Spend by session, feature, user, model and day (UTC) from the call records a
+Breaker kept: calls, tokens by kind, cost, cost per outcome, trips and degraded
+calls; then what the bill is made of: cache savings and context resent uncached,
+retries, loops, reasoning, history growth, routed calls, with hints.
 
 Cost per outcome is a group's whole spend divided by the number of outcomes
 recorded with Session.outcome(name) in it, so sessions that failed count against
@@ -37,110 +43,25 @@ sessions, not models, so the model table has none.
 
 A trip is a session stopped by a budget or a loop detector; a degraded call was
 sent cheaper (another model, fewer output tokens) because a budget or a detector
-asked for it."""
+asked for it; a routed call was sent to the model a Breaker(route=...) rule chose.
+
+Cache and waste figures re-price the recorded usage with the bundled prices, each
+request on its own: cache_savings (cache reads and writes billed as plain input,
+minus the bill), resent_context (uncached input that re-sent the prefix of the
+session's previous call to that model within 5 minutes, the providers' cache
+lifetime), retry (failed calls, and requests sent again after an answer or a
+failure), loop (calls a loop detector flagged and let through: warn or degrade),
+reasoning (reasoning tokens' share of the output), history growth (input added
+per call within sessions). --what-if FROM=TO re-prices the calls of FROM at TO's
+price (prices only: tokenizers and answer quality differ). Definitions in full:
+breaker/cli/figures.py."""
 
 EXAMPLES = """\
 examples:
   breaker report --ledger breaker.db
   breaker report --ledger breaker.db --since 7d --by feature
-  breaker report --ledger redis://localhost:6379/0 --since 2026-11-01 --format csv > spend.csv"""
-
-
-@dataclass
-class Group:
-    """One group's totals (integers: tokens, calls, nano-USD)."""
-
-    key: str
-    calls: int = 0
-    errors: int = 0
-    input_tokens: int = 0
-    cache_read_tokens: int = 0
-    cache_write_tokens: int = 0
-    output_tokens: int = 0
-    reasoning_tokens: int = 0
-    cost_nano: int = 0
-    unpriced_calls: int = 0
-    degraded_calls: int = 0
-    sessions: set[str] = field(default_factory=set)
-    tripped: dict[str, str] = field(default_factory=dict)  # session -> reason
-    outcomes: Tally = field(default_factory=Tally)
-
-    def add(self, r: CallRecord) -> None:
-        reason = trip_reason(r)
-        if reason is not None:
-            self.tripped.setdefault(r.session, reason)
-        if r.outcome == "refused":  # a call refused before it was sent: a trip, not a call
-            return
-        self.calls += 1
-        self.errors += r.outcome == "error"
-        self.input_tokens += r.input_tokens
-        self.cache_read_tokens += r.cache_read_tokens
-        self.cache_write_tokens += r.cache_write_tokens
-        self.output_tokens += r.output_tokens
-        self.reasoning_tokens += r.reasoning_tokens
-        if r.cost_nano is None:
-            self.unpriced_calls += 1
-        else:
-            self.cost_nano += r.cost_nano
-        self.degraded_calls += bool(r.degraded)
-        self.sessions.add(r.session)
-
-    def row(self) -> dict[str, Any]:
-        """Machine values for JSON and CSV (USD as a float, exact nano-USD alongside)."""
-        n_outcomes = sum(self.outcomes.values())
-        return {
-            "key": self.key,
-            "sessions": len(self.sessions),
-            "calls": self.calls,
-            "failed_calls": self.errors,
-            "input_tokens": self.input_tokens,
-            "cache_read_tokens": self.cache_read_tokens,
-            "cache_write_tokens": self.cache_write_tokens,
-            "output_tokens": self.output_tokens,
-            "reasoning_tokens": self.reasoning_tokens,
-            "cost_usd": self.cost_nano / 1e9,
-            "cost_nano_usd": self.cost_nano,
-            "unpriced_calls": self.unpriced_calls,
-            "degraded_calls": self.degraded_calls,
-            "trips": len(self.tripped),
-            "outcomes": dict(self.outcomes),
-            "cost_per_outcome_usd": {name: self.cost_nano / count / 1e9 for name, count in self.outcomes.items()},
-            "cost_per_any_outcome_usd": self.cost_nano / n_outcomes / 1e9 if n_outcomes else None,
-        }
-
-
-def trip_reason(r: CallRecord) -> str | None:
-    """Why a record's session was stopped, if the record says so."""
-    if r.tripped:
-        return r.tripped
-    if r.outcome == "refused":
-        return "refused"
-    return None
-
-
-def _key(r: CallRecord, by: str) -> str:
-    value = r.model if by == "model" else getattr(r, by)
-    return value if value else NONE
-
-
-def group_records(records: Iterable[CallRecord], outcomes: Iterable[Outcome], by: str) -> list[Group]:
-    """Totals per ``by`` key, dearest first. Outcomes join on session, feature or user."""
-    groups: dict[str, Group] = {}
-    for r in records:
-        key = _key(r, by)
-        group = groups.get(key)
-        if group is None:
-            group = groups[key] = Group(key)
-        group.add(r)
-    if by != "model":
-        join: Callable[[Outcome], str | None] = {
-            "session": lambda o: o[1], "feature": lambda o: o[2], "user": lambda o: o[3],
-        }[by]
-        for o in outcomes:
-            group = groups.get(join(o) or NONE)
-            if group is not None:
-                group.outcomes[o[4]] += 1
-    return sorted(groups.values(), key=lambda g: (-g.cost_nano, -g.calls, g.key))
+  breaker report --ledger redis://localhost:6379/0 --since 2026-11-01 --format csv > spend.csv
+  breaker report --ledger breaker.db --what-if gpt-4o=gpt-4o-mini --by feature"""
 
 
 def _n(count: int, noun: str) -> str:
@@ -162,6 +83,7 @@ TABLE_COLUMNS = (
     Column("reasoning_tokens", "of which\nreasoning", _int, True),
     Column("cost", "cost", str, True),
     Column("degraded_calls", "degraded\ncalls", _int, True),
+    Column("routed_calls", "routed\ncalls", _int, True),
     Column("trips", "trips", _int, True),
 )
 OUTCOME_COLUMNS = (
@@ -170,7 +92,7 @@ OUTCOME_COLUMNS = (
     Column("count", "count", _int, True),
     Column("cost_each", "cost each", str, True),
 )
-OPTIONAL = {"cache_read_tokens", "cache_write_tokens", "reasoning_tokens", "degraded_calls", "trips"}
+OPTIONAL = {"cache_read_tokens", "cache_write_tokens", "reasoning_tokens", "degraded_calls", "routed_calls", "trips"}
 FLAT_KEYS = (
     "key", "sessions", "calls", "failed_calls", "input_tokens", "cache_read_tokens", "cache_write_tokens",
     "output_tokens", "reasoning_tokens", "cost_usd", "cost_nano_usd", "unpriced_calls", "degraded_calls", "trips",
@@ -185,10 +107,13 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--since", metavar="WHEN", help="only calls since then: a duration back from now (1h, 7d) "
                    "or an ISO date/time, UTC unless it says otherwise (2026-11-01, 2026-11-01T09:00)")
     p.add_argument("--by", choices=GROUPS, action="append",
-                   help="group by this (repeatable); default: all four")
+                   help="group by this (repeatable); default: all five (day: UTC days, oldest first)")
     p.add_argument("--format", choices=FORMATS, default="table", help="table (needs rich), json or csv")
     p.add_argument("--top", type=_top, metavar="N",
                    help=f"rows per group, dearest first (tables default to {DEFAULT_TOP}; 0 = all)")
+    p.add_argument("--what-if", action="append", metavar="FROM=TO", dest="what_if",
+                   help="re-price the calls of model FROM at model TO's price and show the difference per "
+                        "feature (repeatable, or comma-separated: gpt-4o=gpt-4o-mini,o3=o4-mini); prices only")
     p.set_defaults(run=run)
 
 
@@ -205,31 +130,47 @@ def _top(text: str) -> int:
 def run(args: argparse.Namespace) -> int:
     """Print the spend report; 2 (via ``CliError``) for a missing, unreadable or empty ledger."""
     history = read_history(args.ledger, args.since, prefix=args.prefix)
+    repricer = Repricer()
+    repricer.what_if = parse_what_if(getattr(args, "what_if", None), repricer.book)
     bys: Sequence[str] = list(dict.fromkeys(args.by or GROUPS))
-    groups = {by: group_records(history.records, history.outcomes, by) for by in bys}
+    groups = {by: group_records(history.records, history.outcomes, by, repricer) for by in bys}
+    features = groups.get("feature") or group_records(history.records, history.outcomes, "feature", repricer)
     top = args.top if args.top is not None else (DEFAULT_TOP if args.format == "table" else 0)
-    total = Group("total")
+    total = Group("total", repricer=repricer)
     for r in history.records:
         total.add(r)
     total.outcomes.update(o[4] for o in history.outcomes)
     trips = _trips(history.records)
+    routes = sections.route_rows(history.records, repricer)
+    advice = sections.hints(features)
+
+    def shown(by: str, gs: list[Group]) -> list[Group]:
+        return (gs[-top:] if by == "day" else gs[:top]) if top else gs
 
     if args.format == "json":
-        write_json({
+        payload = {
             "from": _iso(history.since if history.since is not None else history.first),
             "to": _iso(history.now),
             "ledger": scrub(args.ledger),  # a redis:// URL's password stays out of the report
             "totals": total.row(),
-            "by": {by: [g.row() for g in (gs[:top] if top else gs)] for by, gs in groups.items()},
+            "by": {by: [g.row() for g in shown(by, gs)] for by, gs in groups.items()},
             "trips": trips,
-        })
+            "routes": routes,
+            "hints": advice,
+        }
+        if repricer.what_if:
+            payload["what_if"] = {"map": repricer.what_if, "by_feature": [
+                {"key": g.key, **{k: v for k, v in g.row().items() if k.startswith("what_if")},
+                 "cost_usd": g.cost_nano / 1e9, "cost_nano_usd": g.cost_nano} for g in features]}
+        write_json(payload)
         return 0
     if args.format == "csv":
-        columns = [Column("by", "by")] + [Column(k, k) for k in FLAT_KEYS] + [
+        keys = FLAT_KEYS + sections.WASTE_KEYS + (sections.what_if_keys() if repricer.what_if else ())
+        columns = [Column("by", "by")] + [Column(k, k) for k in keys] + [
             Column("outcomes", "outcomes"), Column("cost_per_any_outcome_usd", "cost_per_any_outcome_usd")]
         rows = []
         for by, gs in groups.items():
-            for g in gs[:top] if top else gs:
+            for g in shown(by, gs):
                 row = g.row()
                 row["by"] = by
                 row["outcomes"] = ";".join(f"{k}={v}" for k, v in row["outcomes"].items())
@@ -237,18 +178,29 @@ def run(args: argparse.Namespace) -> int:
         write_csv(columns, rows)
         return 0
 
-    tables, notes = [], []
+    tables: list[Any] = []
+    notes = []
     for by, gs in groups.items():
-        shown = gs[:top] if top else gs
-        rows = [table_row(g) for g in shown]
+        if by == "day":
+            tables.append(sections.day_table(gs, top))
+            continue
+        picked = shown(by, gs)
+        rows = [table_row(g) for g in picked]
         columns = [c for c in table_columns(by) if c.key not in OPTIONAL or any(r[c.key] for r in rows)]
-        more = f" (dearest {len(shown)} of {len(gs)}; --top 0 shows all)" if len(shown) < len(gs) else ""
+        more = f" (dearest {len(picked)} of {len(gs)}; --top 0 shows all)" if len(picked) < len(gs) else ""
         tables.append((f"Spend by {by}{more}", columns, rows))
         outcomes = [{"key": g.key, "outcome": name, "count": count, "cost_each": usd(-(-g.cost_nano // count))}
-                    for g in shown for name, count in sorted(g.outcomes.items(), key=lambda kv: -kv[1])]
+                    for g in picked for name, count in sorted(g.outcomes.items(), key=lambda kv: -kv[1])]
         if outcomes:
             tables.append((f"Cost per outcome, by {by}",
                            [_header(c, by) for c in OUTCOME_COLUMNS], outcomes))
+        waste = sections.waste_table(by, picked) if by != "session" else None
+        if waste is not None:
+            tables.append(waste)
+    if routes:
+        tables.append(sections.route_table(routes))
+    if repricer.what_if:
+        tables.append(sections.what_if_table(features, repricer.what_if))
     t = total.row()
     notes.append(
         f"Total {describe_span(history)}: {usd(total.cost_nano)} over {_n(t['calls'], 'call')} in "
@@ -263,6 +215,16 @@ def run(args: argparse.Namespace) -> int:
         notes.append(f"  tripped: session {trip['session']} ({trip['reason']}) at {trip['at']}")
     if len(trips) > 10:
         notes.append(f"  … and {len(trips) - 10} more (--format json lists them all)")
+    notes.extend(sections.waste_lines(total))
+    if repricer.what_if:
+        diff = total.what_if_nano - total.cost_nano
+        notes.append(f"What if: {usd(total.what_if_nano)} instead of {usd(total.cost_nano)} "
+                     f"({sections.signed_usd(diff)}) with {total.what_if_calls:,} calls re-priced; prices only "
+                     f"(another model counts tokens and answers differently).")
+    if total.unrepriced_calls:
+        notes.append(f"{total.unrepriced_calls:,} calls have prices the bundled data lacks (Breaker(prices=...)): "
+                     f"the cache, reasoning, routing and what-if figures leave them out.")
+    notes.extend(advice)
     write_tables(tables, notes)
     return 0
 

@@ -7,6 +7,12 @@ for (that is how ``max_tokens`` is lowered without a race). A refusal trips
 only on *settled* spend: when other calls' in-flight reservations are what
 stand in the way, the call waits (bounded by ``reservation_wait``) for them
 to settle and asks again.
+
+A route rule (``Breaker(route=...)``, ``breaker.routing``) is asked once per
+call, after the loop checks and before the budgets: the reservation is for the
+model it names, carried to the adapter as ``Patch(model=...)`` like a degrade.
+What settlement records about the call's path (the route, a loop verdict that
+let it through) rides on ``Call.attrs`` under ``ROUTED`` and ``LOOP_FLAG``.
 """
 
 from __future__ import annotations
@@ -19,13 +25,14 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from ..adapter import Call, Patch, Ticket
 from ..budgets import CALLS, METRICS, format_amount
-from ..errors import BudgetExceeded, LedgerError, UnknownPrice
+from ..errors import BudgetExceeded, ConfigError, LedgerError, UnknownPrice
 from ..ledgers.base import Ask, Ledger
 from ..limits import max_output_tokens, same_tokenizer
 from ..pricing import MAX_NANO, PriceBook
 from .notify import Notifier
 from .offload import Offload
 from .plan import Plans
+from .records import LOOP_FLAG, ROUTED
 from .sessions import Sessions
 from .trips import Stops, edge, raise_if_tripped
 
@@ -52,6 +59,7 @@ class Admission:
         offload: Offload, telemetry: Any, clock: Callable[[], float], degrade: Degrade | None,
         loops: LoopPolicy | None, unknown_price: str, min_output_tokens: int, reservation_wait: float,
         release: Callable[[Ticket], None], sessions: Sessions,
+        route: Callable[[Call], str | None] | None = None,
     ) -> None:
         self.ledger = ledger
         self.prices = prices
@@ -67,6 +75,7 @@ class Admission:
         self.min_output_tokens = min_output_tokens
         self.reservation_wait = reservation_wait
         self.release = release  # gives back a ticket granted to a caller that was cancelled meanwhile
+        self.route = route
         self.current = sessions.current.get
         self.anonymous = sessions.anonymous
 
@@ -74,11 +83,12 @@ class Admission:
         if session is None:
             session = self.current() or self.anonymous()
         force = self.precheck(call, session)
-        ticket = self.step(call, session, force, False)
+        routed = None if self.route is None else self.routed(call)
+        ticket = self.step(call, session, force, False, routed)
         if ticket is None:
             for delay, final in self.retries():
                 time.sleep(delay)
-                ticket = self.step(call, session, force, final)
+                ticket = self.step(call, session, force, final, routed)
                 if ticket is not None:
                     break
         return ticket  # type: ignore[return-value]
@@ -89,11 +99,12 @@ class Admission:
         if session is None:
             session = self.current() or self.anonymous()
         force = self.precheck(call, session)
-        ticket = await self._step_async(call, session, force, False)
+        routed = None if self.route is None else self.routed(call)
+        ticket = await self._step_async(call, session, force, False, routed)
         if ticket is None:
             for delay, final in self.retries():
                 await asyncio.sleep(delay)
-                ticket = await self._step_async(call, session, force, final)
+                ticket = await self._step_async(call, session, force, final, routed)
                 if ticket is not None:
                     break
         return ticket  # type: ignore[return-value]
@@ -112,11 +123,13 @@ class Admission:
             yield min(delay, deadline - now), False
             delay = min(delay * 2, 0.05)
 
-    async def _step_async(self, call: Call, session: Session, force: bool, final: bool) -> Ticket | None:
+    async def _step_async(
+        self, call: Call, session: Session, force: bool, final: bool, routed: str | None = None,
+    ) -> Ticket | None:
         if not self.offload.blocking:
-            return self.step(call, session, force, final)
+            return self.step(call, session, force, final, routed)
         return await self.offload.run(  # type: ignore[no-any-return]
-            "admit", functools.partial(self.step, call, session, force, final), orphan=self.release)
+            "admit", functools.partial(self.step, call, session, force, final, routed), orphan=self.release)
 
     def precheck(self, call: Call, session: Session) -> bool:
         """Sticky trips and loop checks (before any budget). Returns whether to force degradation."""
@@ -128,7 +141,42 @@ class Admission:
         found = self.loops.check(state.loops, call, self.clock())
         if found is not None:
             self.stops.loop(found, session, call, self.clock())
+            call.attrs[LOOP_FLAG] = found.signal  # not killed: sent past the verdict (warn, degrade)
         return state.loop_degrade
+
+    def routed(self, call: Call) -> str | None:
+        """The model the route rule sends ``call`` to, or ``None`` to send it as requested.
+
+        A rule that raises or answers something other than a model name refuses the call
+        (``ConfigError``, nothing sent): a routing bug must not pass for a routing decision.
+        """
+        try:
+            model = self.route(call)  # type: ignore[misc]
+        except Exception as e:
+            raise ConfigError(
+                f"Breaker(route=...) raised {type(e).__name__} for a call to {call.model!r}, so the call was not "
+                f"sent: {e}. Fix the rule; it must return a model name, or None to keep the requested model."
+            ) from e
+        if model is None or model == call.model:
+            return None
+        if not isinstance(model, str) or not model.strip():
+            raise ConfigError(
+                f"Breaker(route=...) returned {model!r} for a call to {call.model!r}, so the call was not sent; "
+                f"a route returns a model name (str), or None to keep the requested model.")
+        call.attrs[ROUTED] = model
+        return model
+
+    def patch(self, call: Call, routed: str | None, degraded: bool) -> Patch:
+        """What to change in the request: the route's model, and on top of it the degrade
+        (whose ``model_map`` is then read for the routed model: the model being sent)."""
+        if not degraded:
+            return _NO_PATCH if routed is None else Patch(routed)
+        patch = self.degrade.patch(call)  # type: ignore[union-attr]
+        if routed is None:
+            return patch
+        target = (self.degrade.model_map or {}).get(routed) or routed  # type: ignore[union-attr]
+        return Patch(target if target != call.model else None, patch.max_output_tokens, patch.reasoning_effort,
+                     patch.keep_last_messages, patch.hook)
 
     def unpriced(self, model: str, provider: str | None, session: Session) -> None:
         """A call to a model with no price: refuse it (``unknown_price="error"``) or warn once."""
@@ -136,7 +184,9 @@ class Admission:
             raise UnknownPrice(model, provider, self.prices.why(model, provider))
         self.notifier.unknown_price(model, provider, session)
 
-    def step(self, call: Call, session: Session, force_degrade: bool, final: bool) -> Ticket | None:
+    def step(
+        self, call: Call, session: Session, force_degrade: bool, final: bool, routed: str | None = None,
+    ) -> Ticket | None:
         """One reservation attempt: a ticket, ``None`` (busy: wait and try again) or a refusal."""
         plan = session.plan or self.plans.of(session)
         state = session.state
@@ -145,7 +195,10 @@ class Admission:
         now = self.clock()
         provider = call.provider
         for _attempt in (0, 1):
-            patch = degrade.patch(call) if degraded else _NO_PATCH  # type: ignore[union-attr]
+            if routed is None:
+                patch = degrade.patch(call) if degraded else _NO_PATCH  # type: ignore[union-attr]
+            else:
+                patch = self.patch(call, routed, degraded)
             model = patch.model or call.model
             price = self.prices.lookup(model, provider, None, call.price_context, call.strict_provider)
             if price is None:

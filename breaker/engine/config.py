@@ -18,9 +18,10 @@ from ..errors import ConfigError
 from ..ledgers.base import Ledger
 from ..loops import LoopPolicy
 from ..pricing import PriceBook
+from ..routing import resolve, targets
 from ..usage import MAX_UNITS
 
-__all__ = ["DEFAULT", "Settings", "check_degrade_targets", "configure"]
+__all__ = ["DEFAULT", "Settings", "check_degrade_targets", "configure", "route_rule"]
 
 _LEDGER_METHODS = ("reserve", "settle", "trip", "read", "sweep", "add_outcome", "records", "close")
 """The ``Ledger`` protocol's methods; the engine calls them without probing."""
@@ -140,3 +141,24 @@ def check_degrade_targets(degrade: Degrade | None, prices: PriceBook, unknown_pr
             f"degraded to it could not be priced.{mean} If the name is right, give its price: "
             f"Breaker(prices={{{target!r}: {{'input': 0.15, 'output': 0.6}}}}) (USD per million tokens)."
         )
+
+
+def route_rule(route: Any, prices: PriceBook, unknown_price: str) -> Callable[[Any], str | None] | None:
+    """``Breaker(route=...)`` as one function (``breaker.routing.resolve``), with every model its
+    ``Route`` rules name checked for a price now, as degrade targets are: a typo'd target would
+    otherwise surface as ``UnknownPrice`` on the first call it routes. (What a plain function
+    returns is known only per call; an unpriced answer is ``UnknownPrice`` then, before sending.)"""
+    rule = resolve(route)
+    for target in targets(route):
+        if _priced_somewhere(prices, target):
+            continue
+        close = similar_models(target)
+        if unknown_price == "warn" and not close:
+            continue
+        mean = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+        raise ConfigError(
+            f"Route({target!r}): no price is known for {target!r}, so calls routed to it could not be "
+            f"priced.{mean} If the name is right, give its price: "
+            f"Breaker(prices={{{target!r}: {{'input': 0.15, 'output': 0.6}}}}) (USD per million tokens)."
+        )
+    return rule

@@ -96,7 +96,7 @@ class Settlement:
         if self.ledger.wants_records and sent:
             record = call_record(session, ticket.model, ticket.call.provider, usage, cost, now,
                                  "error" if error is not None else ("ok" if usage is not None else "error"),
-                                 ticket.degraded, price.variant if price is not None else None)
+                                 ticket.degraded, price.variant if price is not None else None, ticket)
         settled = self.ledger.settle(ticket.reservation, ticket.counters, ticket.limits, actual, now, record)
         plan = session.plan
         if plan is not None:
