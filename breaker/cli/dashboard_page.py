@@ -57,6 +57,7 @@ def render_page(data: dict[str, Any], *, since: str | None, refresh: int) -> str
         "trips": _trips(data["tripped"]),
         "sessions": _sessions(by["session"]),
         "outcomes": _outcomes(by["feature"], data),
+        "waste": _waste(by["feature"], data),
         "models": _models(by["model"]),
         "degraded": _degraded(data["degraded"]),
     }
@@ -68,7 +69,7 @@ def render_error(message: str, *, since: str | None, ledger: str, refresh: int) 
     slots = {"title_cost": "nothing", "ledger": ledger, "span": "no figures", "refresh": str(refresh),
              "query": "?" + urlencode({"since": since}) if since else "", "version": __version__}
     html = {key: '<p class="empty">Nothing to show.</p>' for key in (
-        "chart_feature", "chart_model", "scope_feature", "scope_user", "trips", "sessions", "outcomes", "models",
+        "chart_feature", "chart_model", "scope_feature", "scope_user", "trips", "sessions", "outcomes", "waste", "models",
         "degraded")}
     html.update(since_options=_since_options(since), cards="",
                 notice=f'<section class="notice"><p>{escape(message)}</p></section>')
@@ -167,6 +168,18 @@ def _outcomes(features: Sequence[dict[str, Any]], totals: dict[str, Any]) -> str
         for name, count in sorted(r["outcomes"].items(), key=lambda kv: -kv[1]):
             body.append([r["key"], name, f"{count:,}", usd(-(-r["cost_nano_usd"] // count))])
     return _table([("feature", False), ("outcome", False), ("count", True), ("cost each", True)], body)
+
+
+def _waste(features: Sequence[dict[str, Any]], totals: dict[str, Any]) -> str:
+    def row(key: str, r: dict[str, Any]) -> list[str]:
+        rate = r.get("cache_hit_rate")
+        return [key, "-" if rate is None else f"{rate:.0%}", usd(r.get("cache_savings_nano_usd", 0)),
+                f"{r.get('resent_context_tokens', 0):,}", usd(r.get("resent_context_nano_usd", 0)),
+                usd(r.get("retry_nano_usd", 0)), usd(r.get("loop_nano_usd", 0)), usd(r.get("reasoning_nano_usd", 0))]
+
+    body = [row("(all features)", totals)] + [row(r["key"], r) for r in features[:TOP_ROWS * 2]]
+    return _table([("feature", False), ("cache hit", True), ("cache saved", True), ("resent tokens", True),
+                   ("resent cost", True), ("retries", True), ("loops", True), ("reasoning", True)], body)
 
 
 def _models(rows: Sequence[dict[str, Any]]) -> str:

@@ -317,3 +317,22 @@ def test_browser_renders_the_page_and_a_screenshot(served, report, tmp_path):
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000  # a page with tables and charts, not a blank
     width, height = struct.unpack(">II", png[16:24])
     assert (width, height) == (1200, 2000)
+
+
+def test_the_page_shows_cache_and_waste_per_feature(tmp_path):
+    path = tmp_path / "cache.db"
+    guard = Breaker(ledger=SQLite(str(path)), alerts=[])
+    for i in range(3):  # 600 of 1,000 input tokens read from the cache: a 60% hit rate
+        with guard.session(f"s{i}", feature="support"):
+            guard.record("gpt-4o", Usage(1000, 20, cache_read_tokens=600), provider="openai")
+    guard.ledger.close()
+    with Dashboard(str(path), port=0) as dashboard:
+        status, _, body = get(dashboard.url)
+        summary = json.loads(get(dashboard.url + "api/summary")[2])
+    page = body.decode()
+    assert status == 200 and "Cache and waste" in page
+    section = page.split("Cache and waste", 1)[1].split("</section>", 1)[0]
+    assert "support" in section and "60%" in section
+    saved = 3 * 600 * (2_500 - 1_250)  # nano-USD: cached tokens at the full input rate, minus what they cost
+    (support,) = [r for r in summary["by"]["feature"] if r["key"] == "support"]
+    assert support["cache_savings_nano_usd"] == saved

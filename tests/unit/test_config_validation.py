@@ -8,6 +8,7 @@ through a real ``Breaker`` (calls counted, events seen), not just to construct.
 from __future__ import annotations
 
 import math
+import re
 from datetime import timedelta
 
 import pytest
@@ -300,3 +301,18 @@ def test_absurd_usage_cannot_trip_a_lifetime_budget_for_good():
         guard.record("gpt-4o-mini", Usage(10**30))
     run(guard, 3)  # still admitted: nothing was counted
     assert guard.spent("global").tokens == 450
+
+
+@pytest.mark.parametrize("build, fragment", [
+    (lambda tmp: __import__("breaker.ledgers", fromlist=["SQLite"]).SQLite(tmp / "l.db", busy_timeout=-1),
+     "SQLite(busy_timeout=-1)"),
+    (lambda tmp: __import__("breaker.ledgers", fromlist=["SQLite"]).SQLite(tmp / "l.db", busy_timeout=float("nan")),
+     "SQLite(busy_timeout=nan)"),
+    (lambda tmp: __import__("breaker.ledgers", fromlist=["Redis"]).Redis("redis://127.0.0.1:1/0", timeout=-1),
+     "Redis(timeout=-1)"),
+    (lambda tmp: __import__("breaker.ledgers", fromlist=["Redis"]).Redis("redis://127.0.0.1:1/0", keep_records=-5),
+     "Redis(keep_records=-5)"),
+])
+def test_ledger_numbers_are_checked_at_construction(tmp_path, build, fragment):
+    with pytest.raises(ConfigError, match=re.escape(fragment)):
+        build(tmp_path)
