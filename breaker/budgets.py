@@ -14,6 +14,14 @@ near-miss of a scope word (``"sesion"``, ``"users"``, ``"Global"``): then it is
 refused with the word meant, and ``"tag:NAME"`` is how to say it really is a tag.
 Bare names stay valid (no deprecation) because ``per="team"`` is the documented form
 and is unambiguous; only the near-misses, which were silent no-op budgets, are refused.
+
+A calendar period (``period="day" | "week" | "month"``, ``tz="UTC"``) resets at the period's
+start in that time zone: midnight, Monday midnight, midnight on the first, by the zone's own
+clock (so a day may last 23 or 25 hours across a DST change). It needs no arithmetic of its
+own in any ledger: each period is a lifetime counter whose key names it
+(``"feature:search@month:2026-11-01:America/New_York"``, ``period_label``), so a new period
+starts from zero, and a trip marker set in one period ends with it. ``window=`` and ``period=``
+are exclusive: one budget either rolls or resets.
 """
 
 from __future__ import annotations
@@ -21,20 +29,23 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import date, datetime, timedelta
 from decimal import Context, Decimal
 from typing import Literal, Sequence
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .checks import MAX_LIMIT, near_miss, shown
 from .errors import ConfigError
 from .pricing import NANO
 
-__all__ = ["Budget", "normalize_per", "parse_window", "USD", "TOKENS", "CALLS", "METRICS"]
+__all__ = ["Budget", "PERIODS", "grant_amount", "normalize_per", "parse_window", "period_bounds", "period_label",
+           "USD", "TOKENS", "CALLS", "METRICS"]
 
 USD, TOKENS, CALLS = 0, 1, 2
 METRICS = ("usd", "tokens", "calls")
 SCOPES = ("session", "feature", "user", "global")
 ACTIONS = ("kill", "degrade", "warn")
+PERIODS = ("day", "week", "month")
 _EXACT = Context(prec=60)
 TAG = "tag:"  # per="tag:team": a budget per value of the session tag "team"
 MAX_WINDOW = 3650 * 86_400
@@ -115,6 +126,100 @@ def _fractions(warn_at: object) -> tuple[float, ...]:
     return tuple(warn_at)
 
 
+def zone(tz: object, *, what: str = "Budget") -> ZoneInfo:
+    """The time zone ``tz`` names (an IANA name such as ``"Europe/Paris"``, or a ``ZoneInfo``), checked."""
+    if isinstance(tz, ZoneInfo):
+        return tz
+    fix = ("use an IANA time zone name such as 'UTC', 'Europe/Paris' or 'America/New_York' "
+           "(where the system has no time zone database: pip install tzdata)")
+    if not isinstance(tz, str) or not tz.strip():
+        raise ConfigError(f"{what}(tz={tz!r}) is not a time zone: {fix}")
+    try:
+        return ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # ValueError: a path-like or malformed key
+        raise ConfigError(f"{what}(tz={tz!r}) is not a time zone this system knows: {fix}") from None
+
+
+def _midnight(day: date, tz: ZoneInfo) -> float:
+    """When ``day`` starts in ``tz``. A midnight the zone skips (a DST gap at 00:00) is read with
+    the offset before the change (PEP 495, fold=0): the day then starts at the change itself."""
+    return datetime(day.year, day.month, day.day, tzinfo=tz).timestamp()
+
+
+def period_bounds(period: str, tz: ZoneInfo, now: float) -> tuple[float, float, date]:
+    """The period holding ``now``: ``(start, end, first day)``, start and end in epoch seconds.
+
+    Days start at midnight, weeks at Monday midnight, months at midnight on the first, all
+    by ``tz``'s clock.
+    """
+    today = datetime.fromtimestamp(now, tz).date()
+    if period == "day":
+        first, after = today, today + timedelta(days=1)
+    elif period == "week":
+        first = today - timedelta(days=today.weekday())
+        after = first + timedelta(days=7)
+    else:
+        first = today.replace(day=1)
+        after = first.replace(year=first.year + 1, month=1) if first.month == 12 else first.replace(month=first.month + 1)
+    return _midnight(first, tz), _midnight(after, tz), first
+
+
+def period_label(period: str, tz: ZoneInfo, first: date) -> str:
+    """What a period's counter key ends with, after ``@``: ``"month:2026-11-01:America/New_York"``.
+
+    The zone is part of it: the same day in two zones is two periods (they start and end apart).
+    """
+    return f"{period}:{first.isoformat()}:{tz.key}"
+
+
+def parse_period_key(key: str) -> tuple[str, str, float, str] | None:
+    """A period counter's key read back: ``(scope key, period, end, zone)``, or ``None`` for any other key.
+
+    For ``breaker trips``: a trip marker on a period that has ended has ended with it.
+    """
+    scope, at, label = key.rpartition("@")
+    if not at:
+        return None
+    period, _, rest = label.partition(":")
+    day, _, tz = rest.partition(":")
+    if period not in PERIODS:
+        return None
+    try:
+        first = date.fromisoformat(day)
+        end = period_bounds(period, ZoneInfo(tz), _midnight(first, ZoneInfo(tz)))[1]
+    except (ValueError, ZoneInfoNotFoundError, OSError):
+        return None
+    return scope, period, end, tz
+
+
+def grant_amount(usd: object = None, tokens: object = None, calls: object = None) -> tuple[int, int, int]:
+    """An operator grant's headroom as ``(nano-USD, tokens, calls)``, checked like a budget's limits."""
+    nano = 0
+    if usd is not None:
+        if isinstance(usd, bool) or not isinstance(usd, (int, float, Decimal, str)):
+            raise ConfigError(f"grant(usd={usd!r}) must be a number of dollars, e.g. grant(usd=1.00, key='ticket-42')")
+        try:
+            dec = Decimal(str(usd).strip())
+        except ArithmeticError:
+            raise ConfigError(f"grant(usd={usd!r}) must be a number of dollars, e.g. grant(usd=1.00)") from None
+        if not dec.is_finite() or dec <= 0:
+            raise ConfigError(f"grant(usd={usd!r}) must be more than 0, e.g. grant(usd=1.00)")
+        nano = int(_EXACT.multiply(dec, NANO))
+        if not 1 <= nano <= MAX_LIMIT:
+            raise ConfigError(f"grant(usd={usd!r}) must be from one nano-dollar (1e-9) to $1,000,000,000")
+    out = [nano]
+    for name, value in (("tokens", tokens), ("calls", calls)):
+        if value is None:
+            out.append(0)
+            continue
+        if type(value) is not int or not 0 < value <= MAX_LIMIT:
+            raise ConfigError(f"grant({name}={value!r}) must be a whole number from 1 to 10**18, e.g. {name}=1000")
+        out.append(value)
+    if not any(out):
+        raise ConfigError("grant() needs an amount: grant(usd=1.00, key='ticket-42'), tokens=... or calls=...")
+    return out[0], out[1], out[2]
+
+
 def bucket_seconds(window_s: int) -> int:
     """The bucket width for a rolling window: 1/60 of it, at least one second."""
     return max(1, window_s // 60)
@@ -137,6 +242,9 @@ class Budget:
         window: a rolling window (``"1m"``, ``"1h"``, ``"30d"``, a ``timedelta``, up to
             ten years), ``None`` for the whole life of the scope. See the module
             docstring for its precision.
+        period: a calendar period instead: ``"day"``, ``"week"`` (from Monday) or
+            ``"month"``, resetting at its start in ``tz``; a trip ends with its period.
+        tz: the IANA time zone of ``period`` (``"Europe/Paris"``); only with ``period``.
         warn_at: fractions of the limit at which a ``threshold`` event fires
             (once per scope key per window): one (``0.8``) or several (``(0.5, 0.8)``).
         degrade_at: from this fraction on, calls are degraded (see ``Degrade``).
@@ -155,9 +263,12 @@ class Budget:
     warn_at: tuple[float, ...] = (0.5, 0.8, 0.95)
     degrade_at: float | None = None
     on_exceed: Literal["kill", "degrade", "warn"] = "kill"
+    period: Literal["day", "week", "month"] | None = None
+    tz: str = "UTC"
     # Derived, integer forms used by the engine.
     limits: tuple[tuple[int, int], ...] = field(init=False, repr=False, compare=False)
     window_s: int = field(init=False, repr=False, compare=False)
+    zone: ZoneInfo | None = field(init=False, repr=False, compare=False)  # the ZoneInfo of ``tz`` with a period
 
     def __init__(
         self,
@@ -170,12 +281,14 @@ class Budget:
         warn_at: Sequence[float] | float | None = (0.5, 0.8, 0.95),
         degrade_at: float | None = None,
         on_exceed: Literal["kill", "degrade", "warn"] = "kill",
+        period: Literal["day", "week", "month"] | None = None,
+        tz: str = "UTC",
     ) -> None:
         # Written out rather than generated: ``warn_at`` takes one fraction as well as several,
         # and is kept as a sorted tuple, which a generated __init__ could not type.
         for name, value in (("usd", usd), ("tokens", tokens), ("calls", calls), ("per", per), ("key", key),
                             ("window", window), ("warn_at", warn_at), ("degrade_at", degrade_at),
-                            ("on_exceed", on_exceed)):
+                            ("on_exceed", on_exceed), ("period", period), ("tz", tz)):
             object.__setattr__(self, name, value)
         self.__post_init__()
 
@@ -234,6 +347,32 @@ class Budget:
                 )
         object.__setattr__(self, "limits", tuple(limits))
         object.__setattr__(self, "window_s", parse_window(self.window, what="Budget(window)"))
+        object.__setattr__(self, "zone", self._zone())
+
+    def _zone(self) -> ZoneInfo | None:
+        """The period's time zone, checked with the period (``None`` without a period)."""
+        period, tz = self.period, self.tz
+        if period is None:
+            if not (isinstance(tz, str) and tz == "UTC"):
+                raise ConfigError(
+                    f"Budget(tz={tz!r}) applies to a calendar period: add period='day', 'week' or 'month' "
+                    f"(a rolling window= has no time zone)")
+            return None
+        if period not in PERIODS:
+            near = near_miss(period, PERIODS) if isinstance(period, str) else None
+            hint = f"did you mean {near!r}? " if near else ""
+            raise ConfigError(
+                f"Budget(period={period!r}): {hint}use 'day', 'week' or 'month' (a calendar period), "
+                f"or window= for a rolling one like '30d'")
+        if self.window is not None:
+            raise ConfigError(
+                f"Budget(window={shown(self.window)}, period={period!r}): choose one: window= rolls (the spend "
+                f"of the last {shown(self.window)} at any moment), period= resets at the start of each {period} in tz")
+        tzinfo = zone(tz)
+        if not tzinfo.key:
+            raise ConfigError(f"Budget(tz={tz!r}): give the zone by its IANA name, e.g. tz='Europe/Paris'")
+        object.__setattr__(self, "tz", tzinfo.key)
+        return tzinfo
 
     @property
     def hard(self) -> bool:
@@ -250,6 +389,8 @@ class Budget:
             scope = "globally"
         window = f" per {self.window}" if isinstance(self.window, str) else (
             f" per {format_seconds(self.window_s)}" if self.window_s else "")
+        if self.period is not None:
+            window = f" per {self.period} ({self.tz})"
         return f"{' / '.join(parts)} {scope}{window}"
 
 

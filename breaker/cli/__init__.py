@@ -24,12 +24,12 @@ for LLM agents. Start with `breaker demo` (no API key needed)."""
 
 def build_parser() -> argparse.ArgumentParser:
     """The full command line (each command adds its own sub-parser)."""
-    from . import check_config, dashboard, demo, forecast, prices, report
+    from . import check_config, dashboard, demo, forecast, grant, prices, report, trips
 
     parser = argparse.ArgumentParser(prog="breaker", description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"agent-cost-breaker {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (demo, report, prices, forecast, dashboard, check_config):
+    for module in (demo, report, prices, forecast, dashboard, check_config, grant, trips):
         module.add_parser(sub)
     return parser
 

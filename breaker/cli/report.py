@@ -21,6 +21,7 @@ from ..redact import scrub
 from . import report_sections as sections
 from ._common import add_ledger_arguments, describe_span, read_history, usd
 from .figures import Repricer, parse_what_if
+from .grant import grant_row, read_grants
 from .groups import GROUPS, NONE, Group, day_of, group_records, trip_reason
 from .render import FORMATS, Column, write_csv, write_json, write_tables
 
@@ -130,6 +131,7 @@ def _top(text: str) -> int:
 def run(args: argparse.Namespace) -> int:
     """Print the spend report; 2 (via ``CliError``) for a missing, unreadable or empty ledger."""
     history = read_history(args.ledger, args.since, prefix=args.prefix)
+    grants = [grant_row(g) for g in read_grants(args.ledger, history.since, args.prefix)]  # operators' grants
     repricer = Repricer()
     repricer.what_if = parse_what_if(getattr(args, "what_if", None), repricer.book)
     bys: Sequence[str] = list(dict.fromkeys(args.by or GROUPS))
@@ -155,6 +157,7 @@ def run(args: argparse.Namespace) -> int:
             "totals": total.row(),
             "by": {by: [g.row() for g in shown(by, gs)] for by, gs in groups.items()},
             "trips": trips,
+            "grants": grants,
             "routes": routes,
             "hints": advice,
         }
@@ -215,6 +218,10 @@ def run(args: argparse.Namespace) -> int:
         notes.append(f"  tripped: session {trip['session']} ({trip['reason']}) at {trip['at']}")
     if len(trips) > 10:
         notes.append(f"  … and {len(trips) - 10} more (--format json lists them all)")
+    for given in grants[-10:]:
+        lifted = given["trips_lifted"]
+        notes.append(f"  granted: {given['amount']} to {given['scope']} by {given['by']} at {given['at']}"
+                     + (f" (lifted {lifted} trip{'s' if lifted != 1 else ''})" if lifted else ""))
     notes.extend(sections.waste_lines(total))
     if repricer.what_if:
         diff = total.what_if_nano - total.cost_nano

@@ -12,6 +12,7 @@ reach it through ``breaker.adapter``'s ``Guard`` protocol.
 from __future__ import annotations
 
 import functools
+import os
 import time
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
@@ -22,14 +23,14 @@ from ..adapter import Call, Ticket
 from ..budgets import Budget, parse_window
 from ..degrade import Degrade
 from ..errors import BudgetExceeded, ConfigError
-from ..ledgers.base import Counter, Ledger
+from ..ledgers.base import Counter, GrantRecord, Ledger
 from ..loops import LoopPolicy
 from ..pricing import NANO, PriceBook
 from ..session import Session, SessionScope
 from ..telemetry import make_telemetry
 from ..usage import Usage
 from .admission import Admission
-from .config import DEFAULT, check_degrade_targets, configure
+from .config import DEFAULT, check_degrade_targets, configure, route_rule
 from .notify import Notifier
 from .offload import Offload
 from .plan import Plans, counter_key
@@ -104,6 +105,10 @@ class Breaker:
             overshoot impossible; ``"loose"`` guesses a quarter of that: it
             refuses fewer calls near the limit but gives up the zero-overshoot
             guarantee.
+        route: ``route(call) -> model name or None``, or a list of ``breaker.routing.Route``
+            rules: the model to send a request to instead of the one it asks for (``None``:
+            as asked). Applied before the budgets (the reservation is for the routed model);
+            the ledger records both models. See ``breaker.routing``.
         clock: seconds since the epoch; replaceable for tests and simulations.
     """
 
@@ -124,6 +129,7 @@ class Breaker:
         on_ledger_error: str = "closed",
         input_estimate: str = "strict",
         stream_usage: bool = True,
+        route: Any = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         settings = configure(
@@ -145,6 +151,7 @@ class Breaker:
         self.session_ttl = settings.session_ttl
         self.prices = PriceBook(prices)
         check_degrade_targets(settings.degrade, self.prices, settings.unknown_price)  # a typo'd target: now
+        self.route = route_rule(route, self.prices, settings.unknown_price)
         self.telemetry = make_telemetry(telemetry)
         self.clock = clock
         self._inflight: ContextVar[Ticket | None] = ContextVar(f"breaker_inflight_{id(self):x}", default=None)
@@ -157,7 +164,7 @@ class Breaker:
         self.ledger = resilient(settings.ledger, mode=settings.on_ledger_error, on_event=self._notifier.emit,
                                 clock=clock)  # the clock: reservations of live calls are renewed on it
         offload = Offload(self.ledger.blocking)
-        self._plans = plans = Plans(settings.budgets, settings.session_ttl)
+        self._plans = plans = Plans(settings.budgets, settings.session_ttl, clock)
         degrading = settings.degrade is not None
         stops = Stops(self.ledger, plans, self._notifier, degrading)
         self._stops = stops
@@ -170,7 +177,7 @@ class Breaker:
         self._admission = Admission(
             degrade=settings.degrade, min_output_tokens=settings.min_output_tokens,
             reservation_wait=settings.reservation_wait, release=self.release, sessions=self._sessions,
-            **common,  # type: ignore[arg-type]
+            route=self.route, **common,  # type: ignore[arg-type]
         )
         self._hot_path()
 
@@ -189,6 +196,24 @@ class Breaker:
         for name, fn in direct.items():
             if getattr(cls, name) is getattr(Breaker, name):
                 self.__dict__[name] = fn
+
+    @classmethod
+    def from_config(cls, path: str | os.PathLike[str] | None = None, **overrides: Any) -> Breaker:
+        """A Breaker from a TOML file whose keys are this constructor's arguments.
+
+        With no ``path``, the file ``$BREAKER_CONFIG`` names. ``ledger = "memory" |
+        "sqlite:///abs/path.db" | "redis://host:6379/0"``; ``[[budgets]]``, ``[loops]``,
+        ``[degrade]``, ``[prices]`` and ``[[alerts]]`` tables take the parameters of
+        ``Budget``, ``LoopPolicy``, ``Degrade``, the price dicts and the alert sinks
+        (``type = "log" | "webhook" | "slack"``). Secrets are named, never written:
+        ``url_env = "SLACK_WEBHOOK_URL"``, ``ledger_env = "BREAKER_REDIS_URL"``.
+        ``overrides`` are arguments given in code (``clock=``, a custom sink): they
+        replace the file's. A bad file is a ``ConfigError`` naming the key
+        (``budgets[1].usd``), its value and the fix. See ``breaker.configfile``.
+        """
+        from ..configfile import build
+
+        return build(cls, path, overrides)
 
     # ------------------------------------------------------------------ sessions
     def session(
@@ -296,11 +321,19 @@ class Breaker:
         lower output cap), sending it unchanged could spend more than was
         reserved: the reservation is given back and the call refused with a
         non-sticky ``BudgetExceeded`` that says how to fix it (``model_fix`` /
-        ``cap_fix``); a later call that needs no patch goes through.
+        ``cap_fix``); a later call that needs no patch goes through. A model chosen by
+        ``Breaker(route=...)`` cannot be sent by such a layer either: that call is refused
+        with a ``ConfigError`` saying so (the reservation given back, nothing sent).
         """
         patch, call = ticket.patch, ticket.call
         if patch.model is None and patch.max_output_tokens is None:
             return
+        if patch.model is not None and not ticket.degraded:  # only a route rule changes the model undegraded
+            self.release(ticket)
+            raise ConfigError(
+                f"Breaker(route=...) sends this call to {patch.model} instead of {call.model}, but {layer} cannot "
+                f"change the model, so the call was refused before it was sent. Route where the request can still "
+                f"be changed: {model_fix}; or make the rule return None for this call.")
         self.release(ticket)
         if patch.model is not None:
             why = f"the budget asks to degrade {call.model} to {patch.model}, but {layer} cannot change the model; {model_fix}"
@@ -355,6 +388,22 @@ class Breaker:
         found = self.loops.retried(session.state.loops, error, now)
         if found is not None:
             self._stops.loop(found, session, None, now)
+
+    def grant(
+        self, usd: float | int | str | None = None, tokens: int | None = None, calls: int | None = None, *,
+        per: str = "session", key: str | None = None, by: str | None = None,
+    ) -> GrantRecord:
+        """An operator's grant: ``usd`` / ``tokens`` / ``calls`` more headroom for one scope, its trip lifted.
+
+        Written to the ledger, so every process sharing it sees the grant at its next call:
+        the limits of the scope's lifetime budgets and of its calendar-period budgets (for the
+        current period) are raised by the amount (kept as granted amounts beside the spend,
+        which reports still show in full); its trip markers are lifted; rolling windows are
+        left to free by themselves. Logged with ``by`` (default: the login name) and the time;
+        ``breaker report`` shows grants, ``breaker grant`` does the same from a shell.
+        """
+        return self._stops.grant(usd, tokens, calls, per=per, key=key, by=by, now=self.clock(),
+                                 state_of=self._sessions.state_for)
 
     # ------------------------------------------------------------------ figures
     def spent(self, per: str = "session", key: str | None = None, *, window: str | timedelta | None = None) -> Spend:

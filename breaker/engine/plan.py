@@ -6,19 +6,26 @@ a tag, or the one global scope). For one session that becomes a tuple of
 objects (one per budget limit on one counter, with its thresholds as
 integers). The plan is made once per session object and cached on it: every
 admission and settlement of that session reuses it.
+
+A budget with a calendar period (``Budget(period="month", tz=...)``) counts on a
+lifetime counter whose key names the period (``"feature:x@month:2026-11-01:UTC"``,
+``budgets.period_label``), so no ledger needs period arithmetic. A plan with such a
+counter is a ``PeriodPlan``, good until the earliest of its periods ends: then it is
+falsy, and the engine's ``session.plan or plans.of(session)`` makes the next one.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Sequence
+import time
+from typing import TYPE_CHECKING, Callable, Sequence
 
-from ..budgets import Budget
+from ..budgets import Budget, period_bounds, period_label
 from ..ledgers.base import Counter, Limit
 
 if TYPE_CHECKING:
     from ..session import Session
 
-__all__ = ["Line", "Plan", "Plans", "counter_key"]
+__all__ = ["Line", "PeriodPlan", "Plan", "Plans", "counter_key"]
 
 
 def counter_key(per: str, key: str | None) -> str:
@@ -38,14 +45,16 @@ class Line:
 
     __slots__ = (
         "budget", "per", "key", "counter", "metric", "limit", "hard", "warn", "degrade_at", "watch", "index",
-        "window", "anonymous",
+        "window", "anonymous", "scope", "until",
     )
 
     def __init__(
         self, budget: Budget, per: str, key: str | None, counter: int, metric: int, limit: int,
-        window: int = 0, anonymous: bool = False,
+        window: int = 0, anonymous: bool = False, scope: Counter | None = None, until: float = 0.0,
     ) -> None:
         self.budget = budget
+        self.scope = scope if scope is not None else Counter(counter_key(per, key), window)  # its ledger counter
+        self.until = until  # when its calendar period ends (0: no period); its trip ends then too
         self.window = window  # seconds of the rolling window (0: the scope's whole life)
         self.anonymous = anonymous  # a per-session budget applied to calls outside any session
         self.per = per
@@ -94,6 +103,26 @@ class Plan:
         self.degrading = any(l.degrade_at is not None for l in self.hard_lines)
 
 
+class PeriodPlan(Plan):
+    """A plan with calendar-period counters: current until ``expires`` (the end of its earliest period).
+
+    Falsy from then on, so that the engine's ``session.plan or plans.of(session)`` (and
+    ``Plans.of``) make a new plan, with the new periods' counters, at the first call after the
+    boundary. Only these plans define ``__bool__``: a plain ``Plan``'s truth test stays free.
+    """
+
+    __slots__ = ("expires", "clock")
+
+    def __init__(self, counters: tuple[Counter, ...], lines: list[Line], expires: float,
+                 clock: Callable[[], float]) -> None:
+        super().__init__(counters, lines)
+        self.expires = expires
+        self.clock = clock
+
+    def __bool__(self) -> bool:
+        return self.clock() < self.expires
+
+
 class Plans:
     """Makes (once) and caches each session's plan from the guard's budgets.
 
@@ -104,17 +133,29 @@ class Plans:
     it for good.
     """
 
-    __slots__ = ("budgets", "anonymous_window")
+    __slots__ = ("budgets", "anonymous_window", "clock", "_periods")
 
-    def __init__(self, budgets: Sequence[Budget], anonymous_window: int = 3600) -> None:
+    def __init__(self, budgets: Sequence[Budget], anonymous_window: int = 3600,
+                 clock: Callable[[], float] = time.time) -> None:
         self.budgets = tuple(budgets)
         self.anonymous_window = anonymous_window
+        self.clock = clock
+        self._periods: dict[tuple[str, str], tuple[float, float, str]] = {}  # the current period of each kind
 
     def of(self, session: Session) -> Plan:
         plan = session.plan
-        if plan is None:
+        if plan is None or not plan:  # none yet, or a PeriodPlan whose period has ended
             plan = session.plan = self.make(session)
         return plan
+
+    def period(self, budget: Budget, now: float) -> tuple[float, str]:
+        """The end and the counter-key suffix of ``budget``'s period holding ``now`` (computed once per period)."""
+        key = (budget.period or "", budget.tz)
+        hit = self._periods.get(key)
+        if hit is None or not hit[0] <= now < hit[1]:
+            start, end, first = period_bounds(budget.period or "", budget.zone, now)  # type: ignore[arg-type]
+            hit = self._periods[key] = (start, end, period_label(budget.period or "", budget.zone, first))  # type: ignore[arg-type]
+        return hit[1], hit[2]
 
     def make(self, session: Session) -> Plan:
         counters: dict[tuple[str, int], int] = {}
@@ -133,6 +174,8 @@ class Plans:
 
         lines: list[Line] = []
         anonymous = session.anonymous
+        now = self.clock()
+        expires = float("inf")
         for budget in self.budgets:
             per = budget.per
             keys: list[str | None]
@@ -150,11 +193,19 @@ class Plans:
                 if budget.key is not None and key != budget.key:
                     continue
                 window = budget.window_s
-                rolled = anonymous and per == "session" and not window
+                name, until = counter_key(per, key), 0.0
+                if budget.period is not None:  # a lifetime counter per period: it ends with the period
+                    until, label = self.period(budget, now)
+                    name = f"{name}@{label}"
+                    expires = min(expires, until)
+                rolled = anonymous and per == "session" and not window and not until
                 if rolled:
                     window = self.anonymous_window
-                index = counter(counter_key(per, key), window)
+                index = counter(name, window)
+                scope = Counter(name, window)
                 for metric, limit in budget.limits:
-                    lines.append(Line(budget, per, key, index, metric, limit, window, rolled))
+                    lines.append(Line(budget, per, key, index, metric, limit, window, rolled, scope, until))
         ordered = tuple(Counter(k, w) for (k, w), _ in sorted(counters.items(), key=lambda kv: kv[1]))
+        if expires < float("inf"):
+            return PeriodPlan(ordered, lines, expires, self.clock)
         return Plan(ordered, lines)

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import (Ask, CallRecord, Counter, Grant, Ledger, LedgerBase, LedgerDataError, LedgerMisconfigured,
-                   LedgerUnavailable, Limit, Totals)
+from .base import (Ask, CallRecord, Counter, Grant, GrantRecord, Ledger, LedgerBase, LedgerDataError,
+                   LedgerMisconfigured, LedgerUnavailable, Limit, Totals, TripMark)
 from .memory import Memory
 
 __all__ = [
-    "Ask", "CallRecord", "Counter", "Grant", "Ledger", "LedgerBase", "LedgerDataError", "LedgerMisconfigured",
-    "LedgerUnavailable", "Limit", "Memory", "Redis", "SQLite", "Totals",
+    "Ask", "CallRecord", "Counter", "Grant", "GrantRecord", "Ledger", "LedgerBase", "LedgerDataError",
+    "LedgerMisconfigured", "LedgerUnavailable", "Limit", "Memory", "Redis", "SQLite", "Totals", "TripMark",
 ]
 
 

@@ -13,6 +13,15 @@ ledger grants the most units every limit can pay for, up to ``units_max``.
 That is how ``max_tokens`` gets lowered to what the budget can still pay for
 atomically, with no read-then-write race between concurrent callers.
 
+**Operator grants** (``grant``, ``grants``, ``trips``: optional, every bundled ledger has
+them). A grant adds headroom to one scope: it is kept on each lifetime counter of the scope
+(its whole-life counter and its calendar-period counters, ``"KEY@period:…"``) as *granted*
+amounts beside the settled ones, and ``reserve`` and ``settle`` count a limit against
+settled minus granted. Settled spend itself is never changed (``read`` shows what was
+really spent), and a period's grant ends with the period, as its counter does. A grant
+also lifts the scope's trip markers (every window), and is logged (who, when, how much).
+Rolling windows get no headroom: they free by themselves.
+
 Also here, because more than one ledger uses them: ``LedgerBase`` (defaults
 for the optional parts of the protocol), and, for the persistent ledgers and
 the ``Resilient`` wrapper around them, the three kinds of store failure
@@ -46,9 +55,9 @@ from ..budgets import parse_window
 from ..errors import ConfigError, LedgerError
 
 __all__ = [
-    "Ask", "CallRecord", "Counter", "Grant", "Hold", "Ledger", "LedgerBase", "LedgerDataError",
-    "LedgerMisconfigured", "LedgerUnavailable", "Limit", "OutcomeRow", "Totals", "decide", "new_id",
-    "fit", "seconds", "storable", "storable_counters", "storable_record", "unstorable", "unstorable_key",
+    "Ask", "CallRecord", "Counter", "Grant", "GrantRecord", "Hold", "Ledger", "LedgerBase", "LedgerDataError",
+    "LedgerMisconfigured", "LedgerUnavailable", "Limit", "OutcomeRow", "Totals", "TripMark", "decide", "new_id",
+    "fit", "in_scope", "seconds", "storable", "storable_counters", "storable_record", "unstorable", "unstorable_key",
 ]
 
 Vec = tuple[int, int, int]  # (nano-USD, tokens, calls)
@@ -110,10 +119,12 @@ class Grant:
 
 @dataclass(slots=True)
 class Totals:
-    """A counter's figures: settled and reserved, each ``(nano-USD, tokens, calls)``."""
+    """A counter's figures: settled, reserved and granted (an operator's headroom: a limit on this counter
+    counts settled minus granted), each ``(nano-USD, tokens, calls)``."""
 
     settled: Vec = (0, 0, 0)
     reserved: Vec = (0, 0, 0)
+    granted: Vec = (0, 0, 0)
 
 
 @dataclass(slots=True)
@@ -143,6 +154,52 @@ class CallRecord:
     requested_model: str | None = None  # the model the caller asked for, when another was sent (route, degrade)
     fingerprint: str | None = None  # content-free hash of the request, salted per process: repeats and retries
     flags: str | None = None  # comma-separated: "routed", "loop:<signal>" (sent past a loop verdict), "extends"
+
+
+@dataclass(frozen=True, slots=True)
+class GrantRecord:
+    """One operator grant, as the ledger logs it (``Breaker.grant``, ``breaker grant``; shown by ``breaker report``).
+
+    ``scope`` is the scope's counter key (``"session:ticket-42"``, ``"feature:search"``, ``"global"``);
+    ``counters`` how many of its lifetime and period counters got the headroom; ``lifted`` how many
+    trip markers the grant lifted.
+    """
+
+    at: float
+    scope: str
+    usd_nano: int
+    tokens: int
+    calls: int
+    by: str
+    counters: int = 0
+    lifted: int = 0
+
+    @property
+    def usd(self) -> float:
+        return self.usd_nano / 1_000_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class TripMark:
+    """A trip marker a ledger holds: ``counter``'s ``metric`` is refused (``breaker trips``).
+
+    ``needed``: what the refused call needed at least; ``at``: when the marker was set (``None``
+    when the ledger did not log it); ``settled`` and ``granted``: that metric's amounts on the counter.
+    A marker on a rolling window lifts at the next call the window can pay for; one on a period's
+    counter ends with the period.
+    """
+
+    counter: Counter
+    metric: int
+    needed: int
+    at: float | None
+    settled: int
+    granted: int
+
+
+def in_scope(key: str, scope: str) -> bool:
+    """Whether counter ``key`` belongs to ``scope``: its whole-life key or one of its periods (``scope@…``)."""
+    return key == scope or (key.startswith(scope) and key[len(scope):len(scope) + 1] == "@")
 
 
 @runtime_checkable
@@ -238,6 +295,24 @@ class LedgerBase:
 
     def close(self) -> None:
         """Nothing to release."""
+
+    def grant(self, scope: str, amount: Vec, now: float, by: str) -> GrantRecord:
+        """Add ``amount`` of headroom to ``scope``'s lifetime and period counters, lift its trip markers and
+        log it (see the module docstring). A ledger that keeps no grants refuses."""
+        raise LedgerMisconfigured(
+            f"{type(self).__name__} keeps no operator grants; use ledgers.Memory, SQLite or Redis for Breaker.grant")
+
+    def grants(self, since: float | None = None) -> list[GrantRecord]:
+        """Logged grants, oldest first (none by default)."""
+        return []
+
+    def trips(self, now: float, counters: Iterable[Counter] | None = None) -> list[TripMark]:
+        """The trip markers held on ``counters`` (all of them when ``None``).
+
+        By default the ledger cannot say (``NotImplementedError``): a trip is then never taken for
+        lifted, and ``breaker trips`` says it cannot list them.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not list its trip markers")
 
 
 class LedgerUnavailable(LedgerError):

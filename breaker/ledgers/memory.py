@@ -1,7 +1,8 @@
 """The in-process ledger: a dict of counters under one lock.
 
 Thread-safe and asyncio-safe (no operation awaits). Counters that have been
-idle for ``idle_ttl`` and hold no reservation are forgotten, so a server that
+idle for ``idle_ttl`` and hold no reservation are forgotten (but not those of a calendar
+period that has not ended), so a server that
 sees a stream of short sessions stays flat in memory; the clock starts at a
 counter's last activity, not at its creation, so an active session's spend is
 never reset. For totals that outlive the process, use ``SQLite`` or ``Redis``.
@@ -14,15 +15,16 @@ from collections import deque
 from datetime import timedelta
 from typing import Any, Iterable
 
-from ..budgets import bucket_seconds, parse_window
+from ..budgets import bucket_seconds, parse_period_key, parse_window
 from ..forks import after_fork
-from .base import Ask, CallRecord, Counter, Grant, LedgerBase, Limit, OutcomeRow, Totals, Vec, decide
+from .base import (Ask, CallRecord, Counter, Grant, GrantRecord, LedgerBase, Limit, OutcomeRow, Totals, TripMark, Vec,
+                   decide, in_scope)
 
 __all__ = ["Memory"]
 
 
 class _Ctr:
-    __slots__ = ("settled", "reserved", "window", "bucket", "buckets", "trips", "touched")
+    __slots__ = ("settled", "reserved", "window", "bucket", "buckets", "trips", "touched", "granted")
 
     def __init__(self, window: int, now: float) -> None:
         self.settled = [0, 0, 0]
@@ -32,6 +34,7 @@ class _Ctr:
         self.buckets: deque[list[int]] | None = deque() if window else None
         self.trips: dict[int, int] | None = None
         self.touched = now
+        self.granted: list[int] | None = None  # operator grants (lifetime and period counters only)
 
     def expire(self, now: float) -> None:
         buckets = self.buckets
@@ -61,6 +64,15 @@ class _Ctr:
                 buckets.append([start, actual[0], actual[1], actual[2]])
 
 
+def _current(key: str, now: float) -> bool:
+    """Whether ``key`` is the counter of a calendar period that has not ended: kept however idle it is
+    (a monthly budget must not restart after a quiet day)."""
+    if "@" not in key:
+        return False
+    period = parse_period_key(key)
+    return period is not None and period[2] > now
+
+
 class Memory(LedgerBase):
     """Counters in this process's memory.
 
@@ -81,6 +93,8 @@ class Memory(LedgerBase):
         self._records: deque[CallRecord] = deque(maxlen=keep_records or None)
         self.wants_records = keep_records > 0
         self._outcomes: deque[OutcomeRow] = deque(maxlen=100_000)
+        self._grants: deque[GrantRecord] = deque(maxlen=10_000)
+        self._tripped_at: dict[tuple[str, int, int], float] = {}  # when each trip marker was set
         self._sweep_every = max(1.0, min(self.idle_ttl / 4, 60.0))
         self._next_sweep = 0.0
         after_fork(self)
@@ -130,6 +144,8 @@ class Memory(LedgerBase):
                 ctr = ctrs[lim.counter]
                 m = lim.metric
                 s = ctr.settled[m]
+                if ctr.granted is not None:
+                    s -= ctr.granted[m]
                 trips = ctr.trips
                 blocked = False
                 if trips and m in trips:
@@ -185,7 +201,8 @@ class Memory(LedgerBase):
                 self._records.append(record)
             out = []
             for lim in limits:
-                out.append(ctrs[lim.counter].settled[lim.metric])
+                ctr = ctrs[lim.counter]
+                out.append(ctr.settled[lim.metric] - (ctr.granted[lim.metric] if ctr.granted is not None else 0))
             return tuple(out)
 
     def trip(self, counter: Counter, metric: int, needed: int, now: float) -> None:
@@ -194,6 +211,7 @@ class Memory(LedgerBase):
             if ctr.trips is None:
                 ctr.trips = {}
             ctr.trips[metric] = needed
+            self._tripped_at[(counter.key, counter.window, metric)] = now
 
     def read(self, counters: Iterable[Counter], now: float) -> list[Totals]:
         out = []
@@ -204,8 +222,52 @@ class Memory(LedgerBase):
                     out.append(Totals())
                     continue
                 ctr.expire(now)
-                out.append(Totals(tuple(ctr.settled), tuple(ctr.reserved)))  # type: ignore[arg-type]
+                out.append(Totals(tuple(ctr.settled), tuple(ctr.reserved),  # type: ignore[arg-type]
+                                  tuple(ctr.granted) if ctr.granted is not None else (0, 0, 0)))  # type: ignore[arg-type]
         return out
+
+    def grant(self, scope: str, amount: Vec, now: float, by: str) -> GrantRecord:
+        with self._lock:
+            mine = [(k, c) for k, c in self._ctrs.items() if in_scope(k[0], scope)]
+            if not any(k == (scope, 0) for k, _ in mine):
+                mine.append(((scope, 0), self._get(Counter(scope), now)))  # granted ahead of the scope's first call
+            raised = lifted = 0
+            for (key, window), ctr in mine:
+                if ctr.trips:
+                    lifted += len(ctr.trips)
+                    for metric in ctr.trips:
+                        self._tripped_at.pop((key, window, metric), None)
+                    ctr.trips = None
+                if window == 0:
+                    g = ctr.granted = ctr.granted or [0, 0, 0]
+                    g[0] += amount[0]
+                    g[1] += amount[1]
+                    g[2] += amount[2]
+                    raised += 1
+                ctr.touched = now
+            record = GrantRecord(now, scope, amount[0], amount[1], amount[2], by, raised, lifted)
+            self._grants.append(record)
+            return record
+
+    def grants(self, since: float | None = None) -> list[GrantRecord]:
+        with self._lock:
+            return [g for g in self._grants if since is None or g.at >= since]
+
+    def trips(self, now: float, counters: Iterable[Counter] | None = None) -> list[TripMark]:
+        with self._lock:
+            if counters is None:
+                found = list(self._ctrs.items())
+            else:
+                found = [((c.key, c.window), ctr) for c in counters if (ctr := self._ctrs.get((c.key, c.window)))]
+            out = []
+            for (key, window), ctr in found:
+                if ctr.trips and ctr.buckets:
+                    ctr.expire(now)
+                for metric, needed in sorted((ctr.trips or {}).items()):
+                    granted = ctr.granted[metric] if ctr.granted is not None else 0
+                    out.append(TripMark(Counter(key, window), metric, needed,
+                                        self._tripped_at.get((key, window, metric)), ctr.settled[metric], granted))
+            return out
 
     def add_outcome(self, session: str, feature: str | None, user: str | None, name: str, now: float) -> None:
         with self._lock:
@@ -229,10 +291,13 @@ class Memory(LedgerBase):
         horizon = now - self.idle_ttl
         idle = [
             key for key, ctr in self._ctrs.items()
-            if ctr.touched <= horizon and key[0] != "global" and not any(ctr.reserved)
+            if ctr.touched <= horizon and key[0] != "global" and not any(ctr.reserved) and not _current(key[0], now)
         ]
         for key in idle:
-            del self._ctrs[key]
+            ctr = self._ctrs.pop(key)
+            if ctr.trips:
+                for metric in ctr.trips:
+                    self._tripped_at.pop((key[0], key[1], metric), None)
         if idle:
             # A dict never shrinks its table after deletions: copy it so a
             # server is back to baseline once a crowd of sessions has gone.

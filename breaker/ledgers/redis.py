@@ -24,7 +24,10 @@ Keys (``P`` = ``prefix`` + ``{tag}:``):
   ``hold_ttl`` passes (a live call's is renewed, ``ledgers.renewal``); then
   the next script to touch the counter gives it back.
 * ``P op:<id>`` -- a settlement id, remembered for ``keep_ops`` (exactly-once replay).
-* ``P records``, ``P outcomes`` -- streams capped near ``keep_records``.
+* ``P records``, ``P outcomes``, ``P grants`` -- streams capped near ``keep_records``.
+* ``P trips`` -- a sorted set of the counters that were tripped (``<window>|<key>``, by time), for
+  ``breaker trips``; the marker itself (``t<metric>``, its time ``a<metric>``) is in the counter's
+  hash. An operator's grants are the hash's ``g0 g1 g2`` (``ledgers.base``).
 * ``P gen`` -- the store's generation: a random id written at first use and
   checked by every script, so a store that lost its data is noticed.
 
@@ -87,11 +90,13 @@ from typing import Any, Iterable, Sequence
 
 from ..budgets import bucket_seconds, parse_window
 from ..forks import after_fork
+from ..checks import seconds as checked_seconds
+from ..checks import whole
 from ..redact import scrub
 from . import redis_lua as lua
-from .base import (Ask, CallRecord, Counter, Grant, Hold, LedgerBase, LedgerMisconfigured,
-                   LedgerUnavailable, Limit, OutcomeRow, Totals, Vec, fit, new_id, seconds, storable, storable_counters,
-                   storable_record, unstorable, unstorable_key)
+from .base import (Ask, CallRecord, Counter, Grant, GrantRecord, Hold, LedgerBase, LedgerMisconfigured,
+                   LedgerUnavailable, Limit, OutcomeRow, Totals, TripMark, Vec, fit, in_scope, new_id, seconds, storable,
+                   storable_counters, storable_record, unstorable, unstorable_key)
 from .redis_checks import classify, refuse_eviction, require_deadline, server_facts
 
 try:
@@ -151,7 +156,7 @@ class Redis(LedgerBase):
     ) -> None:
         if not _HAVE_REDIS:
             raise ImportError("breaker.ledgers.Redis needs the redis client: pip install 'agent-cost-breaker[redis]'")
-        self.timeout = float(timeout)
+        self.timeout = checked_seconds("timeout", timeout, owner="Redis", high=3600, zero=False)
         if isinstance(url_or_client, str):
             self._url: str | None = url_or_client
             self.client: Any = _redis.Redis.from_url(url_or_client, **self._client_options())
@@ -168,7 +173,7 @@ class Redis(LedgerBase):
         self.prefix = prefix
         self._p = f"{prefix}{{{tag}}}:"
         self._gen_key = f"{self._p}gen"
-        self.keep_records = int(keep_records)
+        self.keep_records = whole("keep_records", keep_records, owner="Redis", low=0, high=10**9, example="100000")
         self.wants_records = self.keep_records > 0
         self.keep_ops_ms = parse_window(keep_ops, what="Redis(keep_ops)") * 1000
         self.hold_ttl = seconds(hold_ttl, what="Redis(hold_ttl)")
@@ -193,7 +198,7 @@ class Redis(LedgerBase):
         """The scripts, on the current client (made again when it becomes a cluster client)."""
         reg = self.client.register_script
         self._scripts = {name: reg(getattr(lua, name.upper())) for name in (
-            "reserve", "settle", "trip", "read", "outcome", "renew", "genesis", "decide_only")}
+            "reserve", "settle", "trip", "read", "outcome", "renew", "genesis", "decide_only", "grant", "marks")}
 
     def __repr__(self) -> str:
         return f"Redis({self.store_id!r})"
@@ -394,9 +399,68 @@ class Redis(LedgerBase):
 
     def trip(self, counter: Counter, metric: int, needed: int, now: float) -> None:
         (counter,) = storable_counters((counter,))
-        self._run("trip", self._keys([counter]),
+        self._run("trip", self._keys([counter]) + [f"{self._p}trips"],
                   [metric, min(needed, MAX_EXACT), counter.window, self._horizon(counter, now), repr(now),
-                   self._keep_ms(counter)], "set a trip marker")
+                   self._keep_ms(counter), f"{counter.window}|{counter.key}"], "set a trip marker")
+
+    def grant(self, scope: str, amount: Vec, now: float, by: str) -> GrantRecord:
+        """See ``LedgerBase.grant``: the scope's counters are found with SCAN, then granted in one script."""
+        if unstorable(scope) or unstorable(by):
+            raise unstorable_key(scope if unstorable(scope) else by)
+        self._verify()  # first: a cluster node's URL becomes a cluster client, whose SCAN covers the cluster
+        found = {Counter(scope)}
+        escaped = "".join("\\" + ch if ch in "*?[]\\" else ch for ch in scope)
+        try:
+            for pattern in (f"{self._p}c:*:{escaped}", f"{self._p}c:0:{escaped}@*"):
+                for raw in self.client.scan_iter(match=pattern, count=1000):
+                    window, _, key = (raw.decode() if isinstance(raw, bytes) else raw)[len(self._p) + 2:].partition(":")
+                    if window.isdigit() and in_scope(key, scope):
+                        found.add(Counter(key, int(window)))
+        except (_rx.RedisError, _rx.RedisClusterException) as e:  # type: ignore[misc]
+            raise classify(e, self.where, "find the scope's counters") from e
+        counters = sorted(found, key=lambda c: (c.key, c.window))
+        amount = self._exact(amount)
+        data = json.dumps([now, scope, *amount, by], separators=(",", ":"))
+        args: list[Any] = [len(counters), *amount, data, max(self.keep_records, 1)]
+        for c in counters:
+            args += [c.window, f"{c.window}|{c.key}"]
+        keys = self._keys(counters)[::3] + [f"{self._p}grants", f"{self._p}trips"]
+        raised, lifted = self._run("grant", keys, args, "record a grant")
+        return GrantRecord(now, scope, *amount, by, int(raised), int(lifted))
+
+    def grants(self, since: float | None = None) -> list[GrantRecord]:
+        out = []
+        for fields in self._entries("grants"):
+            at, scope, usd, tokens, calls, by = json.loads(fields[b"g"])
+            if since is None or at >= since:
+                out.append(GrantRecord(at, scope, usd, tokens, calls, by, int(fields[b"c"]), int(fields[b"l"])))
+        return out
+
+    def trips(self, now: float, counters: Iterable[Counter] | None = None) -> list[TripMark]:
+        if counters is None:
+            self._verify()
+            try:
+                members = self.client.zrange(f"{self._p}trips", 0, -1)
+            except (_rx.RedisError, _rx.RedisClusterException) as e:  # type: ignore[misc]
+                raise classify(e, self.where, "read trip markers") from e
+            listed = []
+            for raw in members:
+                window, _, key = (raw.decode() if isinstance(raw, bytes) else raw).partition("|")
+                listed.append(Counter(key, int(window)))
+            counters = listed
+        counters = storable_counters(tuple(counters))
+        if not counters:
+            return []
+        v = [x.decode() if isinstance(x, bytes) else x
+             for x in self._run("marks", self._keys(counters)[::3], [], "read trip markers")]
+        out = []
+        for i, c in enumerate(counters):
+            f = v[12 * i:12 * i + 12]
+            for m in range(3):
+                if f[3 + m] != "":
+                    out.append(TripMark(c, m, int(f[3 + m]), float(f[9 + m]) if f[9 + m] else None,
+                                        int(f[m] or 0), int(f[6 + m] or 0)))
+        return out
 
     def read(self, counters: Iterable[Counter], now: float) -> list[Totals]:
         counters = storable_counters(tuple(counters))
@@ -406,7 +470,8 @@ class Redis(LedgerBase):
         for c in counters:
             args += [c.window, self._horizon(c, now)]
         out = [int(x) for x in self._run("read", self._keys(counters), args, "read budgets")]
-        return [Totals(tuple(out[6 * i:6 * i + 3]), tuple(out[6 * i + 3:6 * i + 6]))  # type: ignore[arg-type]
+        return [Totals(tuple(out[9 * i:9 * i + 3]), tuple(out[9 * i + 3:9 * i + 6]),  # type: ignore[arg-type]
+                       tuple(out[9 * i + 6:9 * i + 9]))  # type: ignore[arg-type]
                 for i in range(len(counters))]
 
     def renew(self, holds: Sequence[tuple[Hold, tuple[Counter, ...], float]], now: float) -> set[str]:
@@ -437,6 +502,10 @@ class Redis(LedgerBase):
                   [self.keep_ops_ms, data, max(self.keep_records, 1)], "record an outcome")
 
     def _stream(self, key: str, field: bytes) -> list[Any]:
+        return [json.loads(fields[field]) for fields in self._entries(key)]
+
+    def _entries(self, key: str) -> list[Any]:
+        """The fields of every entry of stream ``key``, oldest first."""
         try:
             try:
                 entries = self.client.xrange(f"{self._p}{key}")
@@ -448,7 +517,7 @@ class Redis(LedgerBase):
         except (_rx.RedisError, _rx.RedisClusterException) as e:  # type: ignore[misc]
             raise classify(e, self.where, "read call records") from e
         # redis-py types a stream entry's fields as optional (XAUTOCLAIM's deleted entries); XRANGE always has them.
-        return [json.loads(fields[field]) for _id, fields in entries or () if fields is not None]
+        return [fields for _id, fields in entries or () if fields is not None]
 
     def records(self, since: float | None = None) -> list[CallRecord]:
         out = [CallRecord(**d) for d in self._stream("records", b"r")]

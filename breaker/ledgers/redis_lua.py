@@ -14,7 +14,7 @@ instead of failing a settlement with "increment or decrement would overflow".
 
 from __future__ import annotations
 
-__all__ = ["DECIDE_ONLY", "GENESIS", "OUTCOME", "READ", "RENEW", "RESERVE", "SETTLE", "TRIP"]
+__all__ = ["DECIDE_ONLY", "GENESIS", "GRANT", "MARKS", "OUTCOME", "READ", "RENEW", "RESERVE", "SETTLE", "TRIP"]
 
 # Shared functions. ``decide`` mirrors breaker.ledgers.base.decide line by line.
 _LIB = r"""
@@ -59,6 +59,12 @@ end
 
 local function num(c, field)
   return tonumber(redis.call('HGET', c, field) or '0')
+end
+
+-- What counts against a limit: settled minus an operator's grants (fields g0..g2).
+local function net(c, m)
+  local v = redis.call('HMGET', c, 's' .. m, 'g' .. m)
+  return tonumber(v[1] or '0') - tonumber(v[2] or '0')
 end
 
 -- HINCRBY that saturates below 2^63 (the amounts themselves are kept below 2^53 by the caller).
@@ -135,7 +141,7 @@ for j = 1, nl do
   local ci, m, limit = tonumber(ARGV[a + 1]) + 1, tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
   lims[j] = {ci, m, limit}
   local c = KEYS[3 * ci - 2]
-  local s = num(c, 's' .. m)
+  local s = net(c, m)
   local blocked = false
   local t = redis.call('HGET', c, 't' .. m)
   if t then
@@ -223,17 +229,54 @@ local out = {}
 local base = 11 + n * 4
 for j = 1, nl do
   local ci, m = tonumber(ARGV[base + 2 * j - 1]) + 1, ARGV[base + 2 * j]
-  out[j] = num(KEYS[3 * ci - 2], 's' .. m)
+  out[j] = net(KEYS[3 * ci - 2], m)
 end
 return out
 """
 
-# KEYS: c, b, h, the generation key. ARGV: metric, needed, window, horizon, now, keep_ms, the generation.
+# KEYS: c, b, h, the trips index, the generation key.
+# ARGV: metric, needed, window, horizon, now, keep_ms, index member ("<window>|<key>"), the generation.
+# The marker's time goes in field a<metric>; the index (a sorted set by time) is what ``breaker trips`` lists.
 TRIP = _LIB + r"""
 expire(KEYS[1], KEYS[2], KEYS[3], tonumber(ARGV[3]), ARGV[4], ARGV[5])
-redis.call('HSET', KEYS[1], 't' .. ARGV[1], ARGV[2])
+redis.call('HSET', KEYS[1], 't' .. ARGV[1], ARGV[2], 'a' .. ARGV[1], ARGV[5])
+redis.call('ZADD', KEYS[4], ARGV[5], ARGV[7])
 keep(KEYS[1], KEYS[2], KEYS[3], tonumber(ARGV[6]))
 return 1
+"""
+
+# An operator's grant (``ledgers.base``). KEYS: the scope's counters (c keys), the grants stream, the trips
+# index, the generation key. ARGV: n, g0..g2, grant json, keep, then per counter: window, index member;
+# then the generation. Returns {counters granted, markers lifted}.
+GRANT = _LIB + r"""
+local n = tonumber(ARGV[1])
+local raised, lifted = 0, 0
+for i = 1, n do
+  local c = KEYS[i]
+  for m = 0, 2 do
+    if redis.call('HEXISTS', c, 't' .. m) == 1 then lifted = lifted + 1 end
+  end
+  redis.call('HDEL', c, 't0', 't1', 't2', 'a0', 'a1', 'a2')
+  redis.call('ZREM', KEYS[n + 2], ARGV[6 + 2 * i])
+  if tonumber(ARGV[5 + 2 * i]) == 0 then
+    for m = 0, 2 do add(c, 'g' .. m, tonumber(ARGV[2 + m])) end
+    if redis.call('EXISTS', c) == 0 then redis.call('HSET', c, 's0', 0) end
+    raised = raised + 1
+  end
+end
+redis.call('XADD', KEYS[n + 1], 'MAXLEN', '~', ARGV[6], '*', 'g', ARGV[5], 'c', raised, 'l', lifted)
+return {raised, lifted}
+"""
+
+# Trip markers of counters. KEYS: c keys, the generation key. Returns per counter s0..2, t0..2, g0..2, a0..2
+# ('' for a field not set).
+MARKS = _LIB + r"""
+local out = {}
+for i = 1, #KEYS - 1 do
+  local v = redis.call('HMGET', KEYS[i], 's0', 's1', 's2', 't0', 't1', 't2', 'g0', 'g1', 'g2', 'a0', 'a1', 'a2')
+  for f = 1, 12 do out[#out + 1] = v[f] or '' end
+end
+return out
 """
 
 # KEYS: 3 per counter, the generation key. ARGV: now, then per counter: window, horizon; the generation.
@@ -242,8 +285,8 @@ local out = {}
 for i = 1, (#KEYS - 1) / 3 do
   local c = KEYS[3 * i - 2]
   expire(c, KEYS[3 * i - 1], KEYS[3 * i], tonumber(ARGV[2 * i]), ARGV[2 * i + 1], ARGV[1])
-  local v = redis.call('HMGET', c, 's0', 's1', 's2', 'r0', 'r1', 'r2')
-  for m = 1, 6 do out[#out + 1] = tonumber(v[m] or '0') end
+  local v = redis.call('HMGET', c, 's0', 's1', 's2', 'r0', 'r1', 'r2', 'g0', 'g1', 'g2')
+  for m = 1, 9 do out[#out + 1] = tonumber(v[m] or '0') end
 end
 return out
 """

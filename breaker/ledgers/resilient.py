@@ -67,8 +67,8 @@ from ..errors import LedgerError
 from ..events import Event
 from ..forks import after_fork
 from ..redact import scrub
-from .base import (Ask, CallRecord, Counter, Grant, Hold, LedgerDataError, LedgerMisconfigured, LedgerUnavailable,
-                   Limit, Totals, Vec, new_id)
+from .base import (Ask, CallRecord, Counter, Grant, GrantRecord, Hold, LedgerDataError, LedgerMisconfigured,
+                   LedgerUnavailable, Limit, Totals, TripMark, Vec, new_id)
 from .journal import Journal, default_journal
 from .memory import Memory
 from .renewal import Renewer
@@ -497,6 +497,41 @@ class Resilient:
 
     def records(self, since: float | None = None) -> Iterable[CallRecord]:
         return self.inner.records(since)  # type: ignore[no-any-return]
+
+    def grant(self, scope: str, amount: Vec, now: float, by: str) -> GrantRecord:
+        """An operator's grant goes to the store or fails loudly (never journaled: the operator must
+        know whether the headroom exists, and every process must see it at once)."""
+        if not callable(getattr(self.inner, "grant", None)):
+            raise LedgerMisconfigured(f"{type(self.inner).__name__} keeps no operator grants; use ledgers.SQLite or Redis")
+        return self._direct("record a grant", lambda: self.inner.grant(scope, amount, now, by))  # type: ignore[no-any-return]
+
+    def grants(self, since: float | None = None) -> list[GrantRecord]:
+        return list(self.inner.grants(since)) if hasattr(self.inner, "grants") else []
+
+    def trips(self, now: float, counters: Iterable[Counter] | None = None) -> list[TripMark]:
+        """Trip markers from the store, or ``LedgerUnavailable`` while it is down (a trip is never
+        taken for lifted because the store could not be asked)."""
+        if not callable(getattr(self.inner, "trips", None)):
+            raise NotImplementedError(f"{type(self.inner).__name__} does not list its trip markers")
+        return self._direct("read trip markers", lambda: self.inner.trips(now, counters))  # type: ignore[no-any-return]
+
+    def _direct(self, what: str, fn: Callable[[], Any]) -> Any:
+        if self._usable():
+            try:
+                out = fn()
+            except (LedgerMisconfigured, LedgerDataError, NotImplementedError):
+                raise
+            except LedgerUnavailable as e:
+                self._failed(e)
+                raise
+            except Exception as e:
+                error = self._unclassified(e, what)
+                self._failed(error)
+                raise error from e
+            self._recovered()
+            return out
+        raise LedgerUnavailable(f"The budget store {self.where!r} is {self._state} ({self._error}); could not {what}.",
+                                state=self._state)
 
     def outcomes(self, since: float | None = None) -> Any:
         return self.inner.outcomes(since)

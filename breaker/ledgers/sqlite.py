@@ -43,10 +43,11 @@ from datetime import timedelta
 from typing import Any, Iterable, Iterator, Sequence
 
 from ..budgets import bucket_seconds, parse_window
+from ..checks import seconds as checked_seconds
 from ..forks import after_fork
-from .base import (Ask, CallRecord, Counter, Grant, Hold, LedgerBase, LedgerDataError, LedgerMisconfigured,
-                   LedgerUnavailable, Limit, OutcomeRow, Totals, Vec, decide, fit, new_id, seconds, storable,
-                   storable_counters, storable_record, unstorable, unstorable_key)
+from .base import (Ask, CallRecord, Counter, Grant, GrantRecord, Hold, LedgerBase, LedgerDataError,
+                   LedgerMisconfigured, LedgerUnavailable, Limit, OutcomeRow, Totals, TripMark, Vec, decide, fit,
+                   new_id, seconds, storable, storable_counters, storable_record, unstorable, unstorable_key)
 
 __all__ = ["MAX_INT", "SQLite", "abandon", "connect"]
 
@@ -132,7 +133,18 @@ CREATE INDEX IF NOT EXISTS records_at ON records(at);
 CREATE TABLE IF NOT EXISTS outcomes(
     id TEXT PRIMARY KEY, at REAL NOT NULL, session TEXT NOT NULL, feature TEXT, user TEXT, name TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS outcomes_at ON outcomes(at);
+CREATE TABLE IF NOT EXISTS granted(
+    key TEXT NOT NULL, win INTEGER NOT NULL, g0 INTEGER NOT NULL, g1 INTEGER NOT NULL, g2 INTEGER NOT NULL,
+    PRIMARY KEY (key, win)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS grants(
+    at REAL NOT NULL, scope TEXT NOT NULL, usd INTEGER NOT NULL, tokens INTEGER NOT NULL, calls INTEGER NOT NULL,
+    by TEXT NOT NULL, counters INTEGER NOT NULL, lifted INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS trip_log(
+    key TEXT NOT NULL, win INTEGER NOT NULL, metric INTEGER NOT NULL, at REAL NOT NULL,
+    PRIMARY KEY (key, win, metric)) WITHOUT ROWID;
 """
+# Grants and trip times are tables of their own, not columns of ``counters``: a process of an older
+# version sharing the file keeps writing its rows as it always did.
 
 _RECORD_FIELDS = tuple(CallRecord.__dataclass_fields__)
 
@@ -160,7 +172,7 @@ class SQLite(LedgerBase):
     def __init__(self, path: str | os.PathLike[str], *, busy_timeout: float = 30.0,
                  keep_ops: str | timedelta | int = "7d", hold_ttl: str | timedelta | float = 600.0) -> None:
         self.path = os.fspath(path)
-        self.busy_timeout = float(busy_timeout)
+        self.busy_timeout = checked_seconds("busy_timeout", busy_timeout, owner="SQLite", high=3600, example="30.0")
         self.keep_ops = parse_window(keep_ops, what="SQLite(keep_ops)")
         self.hold_ttl = seconds(hold_ttl, what="SQLite(hold_ttl)")
         self.store_id = f"sqlite:{os.path.abspath(self.path)}"
@@ -308,12 +320,14 @@ class SQLite(LedgerBase):
 
     @staticmethod
     def _load(conn: sqlite3.Connection, counters: tuple[Counter, ...], now: float) -> list[list[Any]]:
-        """Each counter's row as ``[s0, s1, s2, r0, r1, r2, t0, t1, t2]`` (one query), expired buckets dropped."""
+        """Each counter's row as ``[s0, s1, s2, r0, r1, r2, t0, t1, t2, g0, g1, g2]`` (one query; ``g``:
+        granted), expired buckets dropped."""
         found = {
             (row[0], row[1]): list(row[2:])
             for row in conn.execute(
-                "SELECT key, win, s0, s1, s2, r0, r1, r2, t0, t1, t2 FROM counters WHERE (key, win) IN "
-                f"(VALUES {', '.join(['(?, ?)'] * len(counters))})",
+                "SELECT c.key, c.win, s0, s1, s2, r0, r1, r2, t0, t1, t2, coalesce(g0, 0), coalesce(g1, 0), "
+                "coalesce(g2, 0) FROM counters AS c LEFT JOIN granted AS g ON g.key = c.key AND g.win = c.win "
+                f"WHERE (c.key, c.win) IN (VALUES {', '.join(['(?, ?)'] * len(counters))})",
                 [x for c in counters for x in (c.key, c.window)],
             )
         } if counters else {}
@@ -321,7 +335,7 @@ class SQLite(LedgerBase):
         for c in counters:
             vals = found.get((c.key, c.window))
             if vals is None:
-                vals = [0, 0, 0, 0, 0, 0, None, None, None]
+                vals = [0, 0, 0, 0, 0, 0, None, None, None, 0, 0, 0]
             elif c.window:
                 for v0, v1, v2 in conn.execute(
                     "DELETE FROM buckets WHERE key = ? AND win = ? AND start <= ? RETURNING v0, v1, v2",
@@ -337,7 +351,7 @@ class SQLite(LedgerBase):
     def _store(conn: sqlite3.Connection, counters: tuple[Counter, ...], rows: list[list[Any]], now: float) -> None:
         conn.executemany(
             "INSERT OR REPLACE INTO counters VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [(c.key, c.window, *vals, now) for c, vals in zip(counters, rows)],
+            [(c.key, c.window, *vals[:9], now) for c, vals in zip(counters, rows)],
         )
 
     # ------------------------------------------------------------------ protocol
@@ -351,7 +365,7 @@ class SQLite(LedgerBase):
             for lim in ask.limits:
                 vals = rows[lim.counter]
                 m = lim.metric
-                s = vals[m]
+                s = vals[m] - vals[9 + m]  # what counts against a limit: settled minus granted
                 blocked = False
                 needed = vals[6 + m]
                 if needed is not None:
@@ -429,7 +443,7 @@ class SQLite(LedgerBase):
                     self._next_prune = now + 600
                     conn.execute("DELETE FROM ops WHERE at < ?", (now - self.keep_ops,))
             self._store(conn, counters, rows, now)
-            return tuple([rows[lim.counter][lim.metric] for lim in limits])
+            return tuple([rows[lim.counter][lim.metric] - rows[lim.counter][9 + lim.metric] for lim in limits])
 
     def trip(self, counter: Counter, metric: int, needed: int, now: float) -> None:
         (counter,) = storable_counters((counter,))
@@ -438,6 +452,55 @@ class SQLite(LedgerBase):
             rows = self._load(conn, (counter,), now)
             rows[0][6 + metric] = needed
             self._store(conn, (counter,), rows, now)
+            conn.execute("INSERT OR REPLACE INTO trip_log VALUES (?, ?, ?, ?)", (counter.key, counter.window, metric, now))
+
+    def grant(self, scope: str, amount: Vec, now: float, by: str) -> GrantRecord:
+        """See ``LedgerBase.grant``: one transaction, so every process sees the headroom and the lifted trip at once."""
+        if unstorable(scope) or unstorable(by):
+            raise unstorable_key(scope if unstorable(scope) else by)
+        with self._tx("record a grant") as conn:
+            found = conn.execute(  # the scope's whole-life counters, its periods' (scope@...), its windows'
+                "SELECT key, win, t0 IS NOT NULL, t1 IS NOT NULL, t2 IS NOT NULL FROM counters WHERE key = ? OR "
+                "(key > ? AND key < ?)", (scope, scope + "@", scope + "A")).fetchall()
+            lifetime = {(key, win) for key, win, *_ in found if win == 0} | {(scope, 0)}
+            lifted = sum(a + b + c for _k, _w, a, b, c in found)
+            conn.execute("UPDATE counters SET t0 = NULL, t1 = NULL, t2 = NULL WHERE key = ? OR (key > ? AND key < ?)",
+                         (scope, scope + "@", scope + "A"))
+            conn.executemany(
+                "INSERT INTO granted VALUES (?, ?, ?, ?, ?) ON CONFLICT (key, win) DO UPDATE SET "
+                f"g0 = min(g0 + excluded.g0, {MAX_INT}), g1 = min(g1 + excluded.g1, {MAX_INT}), "
+                f"g2 = min(g2 + excluded.g2, {MAX_INT})", [(key, win, *amount) for key, win in sorted(lifetime)])
+            record = GrantRecord(now, scope, *amount, by, len(lifetime), lifted)
+            conn.execute("INSERT INTO grants VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                         (now, scope, *amount, by, record.counters, lifted))
+        return record
+
+    def grants(self, since: float | None = None) -> list[GrantRecord]:
+        with self._errors("read grants"):
+            rows = self._conn().execute("SELECT * FROM grants WHERE at >= ? ORDER BY at, rowid",
+                                        (since if since is not None else float("-inf"),)).fetchall()
+        return [GrantRecord(*row) for row in rows]
+
+    def trips(self, now: float, counters: Iterable[Counter] | None = None) -> list[TripMark]:
+        where, args = "t0 IS NOT NULL OR t1 IS NOT NULL OR t2 IS NOT NULL", []
+        if counters is not None:
+            wanted = list(storable_counters(tuple(counters)))
+            if not wanted:
+                return []
+            where = f"(c.key, c.win) IN (VALUES {', '.join(['(?, ?)'] * len(wanted))})"
+            args = [x for c in wanted for x in (c.key, c.window)]
+        with self._errors("read trip markers"):
+            conn = self._conn()
+            rows = conn.execute(
+                "SELECT c.key, c.win, s0, s1, s2, t0, t1, t2, coalesce(g0, 0), coalesce(g1, 0), coalesce(g2, 0) "
+                f"FROM counters AS c LEFT JOIN granted AS g ON g.key = c.key AND g.win = c.win WHERE {where}",
+                args).fetchall()
+            only = f" WHERE (key, win) IN (VALUES {', '.join(['(?, ?)'] * len(rows))})" if counters is not None else ""
+            at = {(k, w, m): t for k, w, m, t in conn.execute(
+                "SELECT key, win, metric, at FROM trip_log" + only, [x for r in rows for x in r[:2]] if only else [])
+                  } if rows else {}
+        return [TripMark(Counter(key, win), m, r[3 + m], at.get((key, win, m)), r[m], r[6 + m])
+                for key, win, *r in rows for m in range(3) if r[3 + m] is not None]
 
     def read(self, counters: Iterable[Counter], now: float) -> list[Totals]:
         out = []
@@ -448,7 +511,7 @@ class SQLite(LedgerBase):
             for c, vals in zip(counters, self._load(conn, counters, now)):
                 if c.window:
                     self._store_if_present(conn, c, vals, now)
-                out.append(Totals((vals[0], vals[1], vals[2]), (vals[3], vals[4], vals[5])))
+                out.append(Totals((vals[0], vals[1], vals[2]), (vals[3], vals[4], vals[5]), (vals[9], vals[10], vals[11])))
         return out
 
     def _store_if_present(self, conn: sqlite3.Connection, c: Counter, vals: list[Any], now: float) -> None:
