@@ -11,7 +11,7 @@ STAMP  := $(VENV)/.installed-all
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[all]'
+	$(BIN)/python -m pip install --quiet -e '.[all,bench]'  # bench: the peers some tests run breaker beside
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -36,7 +36,6 @@ typecheck: setup
 	$(BIN)/python -m mypy --ignore-missing-imports -p breaker
 
 bench: setup system-deps
-	$(BIN)/python -m pip install --quiet -e '.[bench]'  # the peers measured beside breaker (pinned: not in [all])
 	$(BIN)/python benchmarks/run.py
 
 # Not part of `make test`: the openai and anthropic SDKs' own test suites, alone and
