@@ -14,13 +14,12 @@ that builds the ``Breaker``. So "how full" is shown as spend per scope.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from typing import Any, Sequence
 
 from ..ledgers.base import CallRecord
 from ..redact import scrub
 from ._common import History
-from .report import GROUPS, Group, group_records, trip_reason
+from .report import GROUPS, Group, group_records, iso, stopped_sessions
 
 __all__ = ["OTHER", "SERIES_KEYS", "STEPS", "degraded", "series", "summary", "tripped"]
 
@@ -46,26 +45,15 @@ def summary(history: History, ledger: str, *, top: int = 0) -> dict[str, Any]:
     start = history.since if history.since is not None else history.first
     return {
         **{k: v for k, v in totals.items() if k != "key"},  # cost_usd, calls, sessions, trips (a count) …
-        "from": _iso(start),
-        "to": _iso(history.now),
+        "from": iso(start),
+        "to": iso(history.now),
         "ledger": scrub(ledger),  # a redis:// password stays out, as in the report
         "totals": totals,
         "by": {by: [g.row() for g in (gs[:top] if top else gs)] for by, gs in groups.items()},
-        "tripped": tripped(records),
+        "tripped": stopped_sessions(records),
         "series": series(records, start, history.now),
         "degraded": degraded(records),
     }
-
-
-def tripped(records: Sequence[CallRecord]) -> list[dict[str, Any]]:
-    """Each stopped session once, with the first reason the ledger gives (as ``breaker report`` lists them)."""
-    seen: dict[str, dict[str, Any]] = {}
-    for r in records:
-        reason = trip_reason(r)
-        if reason is not None and r.session not in seen:
-            seen[r.session] = {"session": r.session, "feature": r.feature, "user": r.user,
-                               "reason": reason, "at": _iso(r.at)}
-    return list(seen.values())
 
 
 def series(records: Sequence[CallRecord], start: float, end: float) -> dict[str, Any]:
@@ -80,7 +68,7 @@ def series(records: Sequence[CallRecord], start: float, end: float) -> dict[str,
     count = int((end - origin) // step) + 1
     out: dict[str, Any] = {
         "step_seconds": step,
-        "starts": [_iso(origin + i * step) for i in range(count)],
+        "starts": [iso(origin + i * step) for i in range(count)],
     }
     buckets: list[list[CallRecord]] = [[] for _ in range(count)]
     for r in records:
@@ -100,11 +88,9 @@ def degraded(records: Sequence[CallRecord], limit: int = DEGRADED_SHOWN) -> list
     """The latest calls sent cheaper than asked (another model, a lower cap), newest first."""
     rows = [r for r in records if r.degraded and r.outcome != "refused"]
     return [
-        {"at": _iso(r.at), "session": r.session, "feature": r.feature, "user": r.user, "model": r.model,
+        {"at": iso(r.at), "session": r.session, "feature": r.feature, "user": r.user, "model": r.model,
          "cost_nano_usd": r.cost_nano, "cost_usd": None if r.cost_nano is None else r.cost_nano / 1e9}
         for r in reversed(rows[-limit:])
     ]
 
 
-def _iso(at: float) -> str:
-    return datetime.fromtimestamp(at, tz=timezone.utc).isoformat(timespec="seconds")

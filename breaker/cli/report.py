@@ -142,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
     for r in history.records:
         total.add(r)
     total.outcomes.update(o[4] for o in history.outcomes)
-    trips = _trips(history.records)
+    trips = stopped_sessions(history.records)
     routes = sections.route_rows(history.records, repricer)
     advice = sections.hints(features)
 
@@ -151,8 +151,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.format == "json":
         payload = {
-            "from": _iso(history.since if history.since is not None else history.first),
-            "to": _iso(history.now),
+            "from": iso(history.since if history.since is not None else history.first),
+            "to": iso(history.now),
             "ledger": scrub(args.ledger),  # a redis:// URL's password stays out of the report
             "totals": total.row(),
             "by": {by: [g.row() for g in shown(by, gs)] for by, gs in groups.items()},
@@ -252,15 +252,18 @@ def _header(column: Column, by: str) -> Column:
     return Column(column.key, column.header.format(by=by), column.show, column.numeric)
 
 
-def _trips(records: Sequence[CallRecord]) -> list[dict[str, Any]]:
+def stopped_sessions(records: Sequence[CallRecord]) -> list[dict[str, Any]]:
+    """Each stopped session once, with the first reason the ledger gives (the report's and the
+    dashboard's trips list)."""
     seen: dict[str, dict[str, Any]] = {}
     for r in records:
         reason = trip_reason(r)
         if reason is not None and r.session not in seen:
             seen[r.session] = {"session": r.session, "feature": r.feature, "user": r.user,
-                               "reason": reason, "at": _iso(r.at)}
+                               "reason": reason, "at": iso(r.at)}
     return list(seen.values())
 
 
-def _iso(at: float) -> str:
+def iso(at: float) -> str:
+    """A record's time as ISO 8601 UTC, to the second (the JSON the report and the dashboard write)."""
     return datetime.fromtimestamp(at, tz=timezone.utc).isoformat(timespec="seconds")

@@ -130,17 +130,25 @@ def check_degrade_targets(degrade: Degrade | None, prices: PriceBook, unknown_pr
     if degrade is None or not degrade.model_map:
         return
     for source, target in degrade.model_map.items():
-        if source == target or _priced_somewhere(prices, target):
-            continue
-        close = similar_models(target)
-        if unknown_price == "warn" and not close:
-            continue
-        mean = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-        raise ConfigError(
-            f"Degrade(model_map={{{source!r}: {target!r}}}): no price is known for {target!r}, so calls "
-            f"degraded to it could not be priced.{mean} If the name is right, give its price: "
-            f"Breaker(prices={{{target!r}: {{'input': 0.15, 'output': 0.6}}}}) (USD per million tokens)."
-        )
+        if source != target:
+            _require_price(target, f"Degrade(model_map={{{source!r}: {target!r}}})", "degraded", prices,
+                           unknown_price)
+
+
+def _require_price(target: str, where: str, verb: str, prices: PriceBook, unknown_price: str) -> None:
+    """A ``ConfigError`` for a model a Degrade or Route sends calls to that has no price (with
+    ``unknown_price="warn"``, only when its name is a near-miss of a priced model: a typo)."""
+    if _priced_somewhere(prices, target):
+        return
+    close = similar_models(target)
+    if unknown_price == "warn" and not close:
+        return
+    mean = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    raise ConfigError(
+        f"{where}: no price is known for {target!r}, so calls {verb} to it could not be "
+        f"priced.{mean} If the name is right, give its price: "
+        f"Breaker(prices={{{target!r}: {{'input': 0.15, 'output': 0.6}}}}) (USD per million tokens)."
+    )
 
 
 def route_rule(route: Any, prices: PriceBook, unknown_price: str) -> Callable[[Any], str | None] | None:
@@ -150,15 +158,5 @@ def route_rule(route: Any, prices: PriceBook, unknown_price: str) -> Callable[[A
     returns is known only per call; an unpriced answer is ``UnknownPrice`` then, before sending.)"""
     rule = resolve(route)
     for target in targets(route):
-        if _priced_somewhere(prices, target):
-            continue
-        close = similar_models(target)
-        if unknown_price == "warn" and not close:
-            continue
-        mean = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-        raise ConfigError(
-            f"Route({target!r}): no price is known for {target!r}, so calls routed to it could not be "
-            f"priced.{mean} If the name is right, give its price: "
-            f"Breaker(prices={{{target!r}: {{'input': 0.15, 'output': 0.6}}}}) (USD per million tokens)."
-        )
+        _require_price(target, f"Route({target!r})", "routed", prices, unknown_price)
     return rule
