@@ -216,10 +216,10 @@ def isolated(rounds: int, calls: int = 2000) -> None:
 
 
 
-def isolated_stub() -> tuple[breaker.Breaker, Any, Callable[..., Any], Callable[..., Any]]:
+def isolated_stub(telemetry: bool = False) -> tuple[breaker.Breaker, Any, Callable[..., Any], Callable[..., Any]]:
     """``(guard, adapter, stub, bare_stub)`` for the isolated figure: the chat adapter, and a stub
     that returns a ready ``ChatCompletion`` posted through ``instrument()``'s HTTP-layer patch
-    (``stub``) or not (``bare_stub``). Shared with ``bench_instructions.py``."""
+    (``stub``) or not (``bare_stub``). Shared with ``bench_instructions.py`` and ``bench_floor.py``."""
     from openai.types.chat import ChatCompletion
 
     import wrapt
@@ -233,7 +233,7 @@ def isolated_stub() -> tuple[breaker.Breaker, Any, Callable[..., Any], Callable[
     def post(path: str, **kwargs: object) -> ChatCompletion:
         return ready
 
-    guard = breaker.Breaker(budgets=[breaker.Budget(usd=1_000_000)], alerts=[], telemetry=False)
+    guard = breaker.Breaker(budgets=[breaker.Budget(usd=1_000_000)], alerts=[], telemetry=telemetry)
     adapter = ChatAdapter()
     patched_post = wrapt.FunctionWrapper(post, _make_http_wrapper(guard, {"/chat/completions": adapter}, False, _Switch()))
 
@@ -285,6 +285,70 @@ def cold(guard: breaker.Breaker, adapter: object, stub: Callable[..., object], b
         gc.enable()
 
 
+# ------------------------------------------------------------------ shared by the adapters measured beside OpenAI
+def _in_sdk_rounds(configs: list[Config], send: Callable[[list[list[dict]]], float],
+                   make: Callable[[int], list[list[dict]]], rounds: int, calls: int) -> None:
+    """Warm every config, then ``rounds`` interleaved rounds of ``calls`` requests each, collector off."""
+    try:
+        for config in configs:
+            with config:
+                send(make(20))
+        gc.disable()
+        for _ in range(rounds):
+            for config in configs:
+                batch = make(calls)
+                with config:
+                    config.samples.append(send(batch))
+            gc.collect()
+    finally:
+        gc.enable()
+
+
+def _print_rows(configs: list[Config]) -> None:
+    """Median, p10, p90 per config, and what each adds to the first (the bare SDK)."""
+    base = statistics.median(configs[0].samples)
+    for config in configs:
+        s = sorted(config.samples)
+        med = statistics.median(s)
+        added = "" if config is configs[0] else f"{med - base:+.1f}"
+        print(f"{config.name:32} {med:8.1f} {s[len(s) // 10]:8.1f} {s[(len(s) * 9) // 10]:8.1f} {added:>8}")
+
+
+def _isolated_pair(name: str, adapter: Any, ready: object, make: Callable[[int], list[list[dict]]],
+                   request: Callable[[list[dict]], dict[str, Any]], rounds: int, calls: int = 2000) -> None:
+    """An adapter's own work: ``run_sync`` around a stub returning ``ready``, beside the stub alone."""
+    from breaker.providers.drivers import run_sync
+
+    guard = breaker.Breaker(budgets=[breaker.Budget(usd=1_000_000)], alerts=[], telemetry=False)
+
+    def stub(**kwargs: object) -> object:
+        return ready
+
+    bare: list[float] = []
+    guarded: list[float] = []
+    gc.disable()
+    try:
+        with guard.session(f"isolated-{name}"):
+            for _ in range(rounds):
+                for out, guarded_call in ((bare, False), (guarded, True)):
+                    batch = make(calls)
+                    t0 = time.perf_counter()
+                    for msgs in batch:
+                        kwargs = request(msgs)
+                        if guarded_call:
+                            run_sync(guard, adapter, stub, (), kwargs)
+                        else:
+                            stub(**kwargs)
+                    out.append((time.perf_counter() - t0) / len(batch) * 1e6)
+                gc.collect()
+    finally:
+        gc.enable()
+    added = sorted(g - b for g, b in zip(guarded, bare))
+    print(f"the {name} adapter's own work, isolated ({rounds} rounds x {calls} calls): median "
+          f"{statistics.median(added):.1f} µs per call (p10 {added[len(added) // 10]:.1f}, "
+          f"p90 {added[(len(added) * 9) // 10]:.1f})")
+
+
 # ------------------------------------------------------------------ the Gemini adapter, beside the OpenAI one
 GEMINI_RESPONSE = json.dumps({
     "candidates": [{"content": {"parts": [{"text": "ok"}], "role": "model"}, "finishReason": "STOP", "index": 0}],
@@ -313,7 +377,6 @@ def gemini(rounds: int, calls: int) -> None:
     except ImportError as e:
         print(f"(skipping the Gemini adapter: {e}; pip install agent-cost-breaker[gemini])")
         return
-    from breaker.providers.drivers import run_sync
     from breaker.providers.gemini import GeminiAdapter
 
     inside = [0.0]
@@ -343,56 +406,14 @@ def gemini(rounds: int, calls: int) -> None:
     genai_models.Models._generate_content = shim  # type: ignore[method-assign]
     configs: list[Config] = [Bare("bare google-genai"), WithBreaker("google-genai + breaker", telemetry=False)]
     try:
-        for cfg_ in configs:
-            with cfg_:
-                send(gemini_requests(20))
-        gc.disable()
-        for _ in range(rounds):
-            for cfg_ in configs:
-                batch = gemini_requests(calls)
-                with cfg_:
-                    cfg_.samples.append(send(batch))
-            gc.collect()
+        _in_sdk_rounds(configs, send, gemini_requests, rounds, calls)
     finally:
-        gc.enable()
         genai_models.Models._generate_content = original  # type: ignore[method-assign]
     print(f"Gemini, {rounds} rounds x {calls} calls, 20-content generate_content request, HTTP stubbed")
-    base = statistics.median(configs[0].samples)
-    for cfg_ in configs:
-        s = sorted(cfg_.samples)
-        med = statistics.median(s)
-        added = "" if cfg_ is configs[0] else f"{med - base:+.1f}"
-        print(f"{cfg_.name:32} {med:8.1f} {s[len(s) // 10]:8.1f} {s[(len(s) * 9) // 10]:8.1f} {added:>8}")
-
+    _print_rows(configs)
     ready = types.GenerateContentResponse.model_validate(json.loads(GEMINI_RESPONSE))
-    guard = breaker.Breaker(budgets=[breaker.Budget(usd=1_000_000)], alerts=[], telemetry=False)
-    adapter = GeminiAdapter()
-
-    def stub(**kwargs: object) -> object:
-        return ready
-
-    bare, guarded = [], []
-    gc.disable()
-    try:
-        with guard.session("isolated-gemini"):
-            for _ in range(rounds):
-                for out, guarded_call in ((bare, False), (guarded, True)):
-                    batch = gemini_requests(2000)
-                    t0 = time.perf_counter()
-                    for contents in batch:
-                        kwargs = {"model": "gemini-2.5-flash", "contents": contents, "config": cfg}
-                        if guarded_call:
-                            run_sync(guard, adapter, stub, (), kwargs)
-                        else:
-                            stub(**kwargs)
-                    out.append((time.perf_counter() - t0) / len(batch) * 1e6)
-                gc.collect()
-    finally:
-        gc.enable()
-    added_ = sorted(g - b for g, b in zip(guarded, bare))
-    print(f"the Gemini adapter's own work, isolated ({rounds} rounds x 2000 calls): median "
-          f"{statistics.median(added_):.1f} µs per call (p10 {added_[len(added_) // 10]:.1f}, "
-          f"p90 {added_[(len(added_) * 9) // 10]:.1f})")
+    _isolated_pair("Gemini", GeminiAdapter(), ready, gemini_requests,
+                   lambda contents: {"model": "gemini-2.5-flash", "contents": contents, "config": cfg}, rounds)
 
 
 # ------------------------------------------------------------------ the Bedrock adapter, beside the OpenAI one
@@ -426,7 +447,6 @@ def bedrock(rounds: int, calls: int) -> None:
         print(f"(skipping the Bedrock adapter: {e}; pip install agent-cost-breaker[bedrock])")
         return
     from breaker.providers.bedrock import ConverseAdapter
-    from breaker.providers.drivers import run_sync
 
     class Raw:  # what AWSResponse reads a body from
         def stream(self, **kwargs: object) -> Any:
@@ -460,58 +480,13 @@ def bedrock(rounds: int, calls: int) -> None:
         return (time.perf_counter() - t0 - inside[0]) / len(batch) * 1e6
 
     configs: list[Config] = [Bare("bare boto3"), WithBreaker("boto3 + breaker", telemetry=False)]
-    try:
-        for cfg in configs:
-            with cfg:
-                send(bedrock_requests(20))
-        gc.disable()
-        for _ in range(rounds):
-            for cfg in configs:
-                batch = bedrock_requests(calls)
-                with cfg:
-                    cfg.samples.append(send(batch))
-            gc.collect()
-    finally:
-        gc.enable()
+    _in_sdk_rounds(configs, send, bedrock_requests, rounds, calls)
     print(f"Bedrock, {rounds} rounds x {calls} calls, 20-message converse request, HTTP stubbed "
           f"(boto3's own work per call: {inside[0] / calls * 1e6:,.0f} µs)")
-    base = statistics.median(configs[0].samples)
-    for cfg in configs:
-        s = sorted(cfg.samples)
-        med = statistics.median(s)
-        added = "" if cfg is configs[0] else f"{med - base:+.1f}"
-        print(f"{cfg.name:32} {med:8.1f} {s[len(s) // 10]:8.1f} {s[(len(s) * 9) // 10]:8.1f} {added:>8}")
-
-    ready = json.loads(BEDROCK_RESPONSE)
-    guard = breaker.Breaker(budgets=[breaker.Budget(usd=1_000_000)], alerts=[], telemetry=False)
-    adapter = ConverseAdapter()
-
-    def stub(**kwargs: object) -> object:
-        return ready
-
-    bare, guarded = [], []
-    gc.disable()
-    try:
-        with guard.session("isolated-bedrock"):
-            for _ in range(rounds):
-                for out, guarded_call in ((bare, False), (guarded, True)):
-                    batch = bedrock_requests(2000)
-                    t0 = time.perf_counter()
-                    for msgs in batch:
-                        kwargs = {"modelId": BEDROCK_MODEL, "messages": msgs, "system": BEDROCK_SYSTEM,
-                                  "inferenceConfig": {"maxTokens": 256}}
-                        if guarded_call:
-                            run_sync(guard, adapter, stub, (), kwargs)
-                        else:
-                            stub(**kwargs)
-                    out.append((time.perf_counter() - t0) / len(batch) * 1e6)
-                gc.collect()
-    finally:
-        gc.enable()
-    added_ = sorted(g - b for g, b in zip(guarded, bare))
-    print(f"the Bedrock adapter's own work, isolated ({rounds} rounds x 2000 calls): median "
-          f"{statistics.median(added_):.1f} µs per call (p10 {added_[len(added_) // 10]:.1f}, "
-          f"p90 {added_[(len(added_) * 9) // 10]:.1f})")
+    _print_rows(configs)
+    _isolated_pair("Bedrock", ConverseAdapter(), json.loads(BEDROCK_RESPONSE), bedrock_requests,
+                   lambda msgs: {"modelId": BEDROCK_MODEL, "messages": msgs, "system": BEDROCK_SYSTEM,
+                                 "inferenceConfig": {"maxTokens": 256}}, rounds)
 
 
 def main() -> None:

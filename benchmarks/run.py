@@ -19,12 +19,19 @@ SCRIPTS = [
     ("bench_pricing.py", []),
     ("bench_engine.py", []),
     ("bench_overhead.py", []),
+    ("bench_floor.py", []),
+    ("bench_requests.py", []),
     ("bench_memory.py", []),
+    ("bench_sessions.py", []),
+    ("bench_startup.py", []),
     ("bench_ledgers.py", ["--repeats", "3"]),
     ("bench_utilization.py", []),
     ("bench_utilization_langchain.py", []),
 ]
-QUICK = {"bench_overhead.py": ["--rounds", "5"], "bench_ledgers.py": ["--quick", "--repeats", "1"]}
+QUICK = {"bench_overhead.py": ["--rounds", "5"], "bench_ledgers.py": ["--quick", "--repeats", "1"],
+         "bench_floor.py": ["--rounds", "5"], "bench_requests.py": ["--rounds", "3"],
+         "bench_sessions.py": ["--sessions", "20000", "--probe", "5000", "--soak-calls", "50000", "--soak-sessions", "5000"],
+         "bench_startup.py": ["--runs", "5"]}
 
 
 def main() -> int:

@@ -7,7 +7,8 @@ needs no tokenizer and cannot be beaten by unusual text. Reserving that bound
 (plus a per-message overhead for the chat template) is what lets a budget be
 enforced with zero overshoot. The count is deliberately generous: dict keys
 and numbers inside messages and tool schemas count too, since tool
-definitions are rendered into the prompt.
+definitions are rendered into the prompt. (``breaker.sizing`` measures one
+value; this module keeps the caches.)
 
 Non-text parts (images, documents, audio, video) get the fixed bounds documented
 in ``breaker.parts``.
@@ -22,19 +23,36 @@ Why the caches: an agent re-sends its whole history on every step, so
 measuring every message on every call would cost O(steps²) over a run. Each
 message is measured once and remembered by object identity (with its
 ``content`` checked by identity too, so a message whose content is replaced
-is measured again); a conversation that grows by appending (or is rebuilt
-from the same message objects) is recognised by its first two messages and
-only the new tail is looked up, which makes a call O(1) amortised in Python
-work (the prefix check is one C-speed list compare). A *sibling* request
-(the same history with another last message) is answered from the stored
-prefix sums and its last message alone, storing nothing; a plain-dict last
-message is then measured afresh rather than cached. The conversation used
-last is tried first, without a cache lookup. Caches are bounded (oldest
-entry evicted first) and hold references to the measured objects (which
-keeps ``id()`` reuse from ever matching a different object). Editing a
-message that was already sent *in place* (``msg["content"] = ...`` on the
-same dict) is not noticed on the recognised prefix; append new messages or
-replace the message object instead, as agent loops do.
+is measured again). A conversation is stored with the prefix sums of its
+messages, under a key made of the content hashes of its first two messages,
+so a history that grows by appending, or that is rebuilt on every call with
+new dicts of equal content (a web service reloading a stored conversation),
+finds its stored prefix: one C-speed list compare (identity, else equality)
+proves it, and only the new tail is measured, which makes a call O(1)
+amortised in Python work. Conversations sharing their first two messages
+share a key, and each key keeps a few of them. A *sibling* request (the
+same history with another last message) is answered from the stored prefix
+sums and its last message alone, storing nothing; a plain-dict last message
+is then measured afresh rather than cached. The conversation used last is
+tried first, without a key. Caches are bounded (oldest entry evicted first;
+stored conversations also by the messages they hold) and hold references to
+the measured objects (which keeps ``id()`` reuse from ever matching a
+different object). Editing a message that was already sent *in place*
+(``msg["content"] = ...`` on the same dict) is not noticed on the recognised
+prefix; append new messages or replace the message object instead, as agent
+loops do.
+
+Tool lists and system values are remembered by identity and, when a list is
+rebuilt on every call (frameworks build the tool list per call from their tool
+objects), by value: a cheap structural key (the list's length and its first and
+last tools' names) finds the stored list, and ``==`` proves it is the same.
+Their tool names (``names``) are kept with them. As with messages, a tool
+list edited in place (a description changed on the same dict) is not noticed.
+
+Equality treats ``1``, ``1.0`` and ``True`` alike: a rebuilt value found equal
+to a stored one is given the stored one's byte count, which can differ only by
+how such numbers are spelled, a few bytes against a bound that already counts
+every key and value of the request.
 
 The fingerprint is Python's ``hash`` of a canonical form of model, messages
 and tools: stable within a process (what loop detection needs), never text.
@@ -42,14 +60,14 @@ and tools: stable within a process (what loop detection needs), never text.
 
 from __future__ import annotations
 
-import copy
-import io
 import json
+import threading
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Callable
 
-from .parts import DOCUMENT_PART_TOKENS, IMAGE_PART_TOKENS, converse_media, gemini_media
+from .parts import DOCUMENT_PART_TOKENS, IMAGE_PART_TOKENS
+from .sizing import OneShot, _figures, _text_len, interned, materialize, measure
 
 __all__ = [
     "DOCUMENT_PART_TOKENS",
@@ -72,202 +90,77 @@ MESSAGE_OVERHEAD = 8
 REQUEST_OVERHEAD = 16
 """Per request: reply priming and the tool-definition wrapper."""
 
-_IMAGE_TYPES = frozenset({"image_url", "input_image", "image"})
-_DOCUMENT_TYPES = frozenset({"document", "file", "input_file"})
 _MAX_MESSAGES = 16_384
-_MAX_CONVERSATIONS = 256
-
-
-def _text_len(s: str) -> int:
-    # isascii() is O(1) for CPython strings: no encode for the common case.
-    return len(s) if s.isascii() else len(s.encode("utf-8", "surrogatepass"))
-
-
-def measure(value: Any) -> tuple[int, int, Any]:
-    """``(text_bytes, fixed_tokens, canonical)`` of one message, part, tool or system value.
-
-    ``canonical`` is a hashable form (dicts as sorted item tuples) for fingerprints.
-    """
-    # Exact-type checks first: parsed JSON, messages and tool schemas are plain
-    # str / dict / list, and an exact check skips the ``Mapping`` ABC check
-    # (a Python-level ``__instancecheck__``) that a list would otherwise pay.
-    t = type(value)
-    if t is str:
-        return (len(value) if value.isascii() else len(value.encode("utf-8", "surrogatepass"))), 0, value
-    if t is dict:
-        # The common message, {"role": "user", "content": "..."}: all strings, no nesting.
-        # _text_len inlined: one function call per key and per value is most of the cost here.
-        n = 0
-        for k, v in value.items():
-            if type(v) is not str or type(k) is not str:
-                break
-            if k.isascii() and v.isascii():
-                n += len(k) + len(v)
-            else:
-                n += _text_len(k) + _text_len(v)
-        else:
-            return n, 0, tuple(sorted(value.items()))
-        return _mapping(value)
-    if t is list or t is tuple:
-        return _sequence(value)
-    if isinstance(value, str):
-        return _text_len(value), 0, value
-    if isinstance(value, (dict, Mapping)):
-        return _mapping(value)
-    if isinstance(value, (list, tuple)):
-        return _sequence(value)
-    if value is None or isinstance(value, bool):
-        return 0, 0, value
-    if isinstance(value, (int, float)):
-        return len(repr(value)), 0, value
-    if isinstance(value, (bytes, bytearray)):
-        return len(value), 0, bytes(value)
-    if isinstance(value, type):  # a class (a pydantic model given as a response format): its name
-        return _text_len(value.__qualname__), 0, value.__qualname__
-    if type(value).__module__.startswith("PIL."):  # an image google-genai sends as an image part
-        return 0, IMAGE_PART_TOKENS, ("<image>", getattr(value, "size", None), id(value))
-    dump = getattr(value, "model_dump", None)  # SDK objects passed back as messages
-    if dump is not None:
-        return measure(dump(exclude_none=True, mode="json"))
-    if hasattr(value, "__next__") and not isinstance(value, io.IOBase):
-        raise OneShot  # reading it here would leave the SDK nothing to send
-    if hasattr(value, "__iter__") and not isinstance(value, io.IOBase):
-        return measure(list(value))
-    text = str(value)
-    return _text_len(text), 0, text
-
-
-class OneShot(Exception):
-    """A one-shot iterator (a generator, ``iter([...])``) inside a request: measuring it
-    would consume it. The caller copies the request with ``materialize`` and measures that."""
-
-
-def materialize(value: Any) -> Any:
-    """``value`` with every one-shot iterator inside it read into a list.
-
-    Containers on the way to an iterator are copied; nothing of the caller's is
-    changed, and everything else is the same object. The SDK serialises a list
-    exactly as it would have the iterator, so the request on the wire is the same.
-    """
-    if type(value) is str or value is None:
-        return value
-    if isinstance(value, Mapping):
-        items = {k: materialize(v) for k, v in value.items()}
-        return items if any(items[k] is not v for k, v in value.items()) else value
-    if isinstance(value, (list, tuple)):
-        seq = [materialize(v) for v in value]
-        if all(a is b for a, b in zip(seq, value)):
-            return value
-        return seq if isinstance(value, list) else tuple(seq)
-    if hasattr(value, "__next__") and not isinstance(value, io.IOBase):
-        return [materialize(v) for v in value]
-    return value
-
-
-def _mapping(value: Any) -> tuple[int, int, Any]:
-    """``measure`` of a mapping that is not all strings (nested parts, images, documents)."""
-    kind = value.get("type")
-    if type(kind) is not str:  # a JSON schema: "type" may be a list (["string", "null"]) or a property named type
-        kind = None
-    elif kind in _IMAGE_TYPES:
-        return 0, IMAGE_PART_TOKENS, ("<image>", _canon_plain(value))
-    if "inline_data" in value or "inlineData" in value or "file_data" in value or "fileData" in value:
-        return gemini_media(value)
-    if len(value) == 1 and ("image" in value or "document" in value or "video" in value):
-        media = converse_media(value, measure)
-        if media is not None:
-            return media
-    n, fixed, items = 0, DOCUMENT_PART_TOKENS if kind in _DOCUMENT_TYPES else 0, []
-    for k, v in value.items():
-        b, f, c = measure(v)
-        n += b + (_text_len(k) if isinstance(k, str) else 0)
-        fixed += f
-        items.append((k, c))
-    items.sort(key=_first)
-    return n, fixed, tuple(items)
-
-
-def _sequence(value: Any) -> tuple[int, int, Any]:
-    n = fixed = 0
-    items = []
-    for v in value:
-        b, f, c = measure(v)
-        n += b
-        fixed += f
-        items.append(c)
-    return n, fixed, tuple(items)
-
-
-def _first(item: tuple[Any, Any]) -> str:
-    return str(item[0])
-
-
-def _canon_plain(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return tuple(sorted(((str(k), _canon_plain(v)) for k, v in value.items())))
-    if isinstance(value, (list, tuple)):
-        return tuple(_canon_plain(v) for v in value)
-    return value if isinstance(value, (str, int, float, bool, type(None))) else str(value)
-
-
-def _figures(m: Any) -> tuple[int, int, int]:
-    """``(text_bytes, fixed_tokens, hash(canonical))`` of one message, uncached.
-
-    The plain ``{"role": ..., "content": ...}`` dict of strings (most
-    messages) is done inline, without ``measure``'s loop and sort: its
-    canonical form is known to be ``(("content", c), ("role", r))`` (keys
-    sorted), so the hash is the one ``measure`` would give, and a message has
-    one fingerprint whichever way it was measured. (``Estimator.estimate``
-    repeats these lines inline for a sibling request's last message.)
-    """
-    if type(m) is dict and len(m) == 2:
-        role = m.get("role")
-        content = m.get("content")
-        if type(role) is str and type(content) is str:  # two keys, both present: exactly these two
-            if role.isascii() and content.isascii():
-                b = 11 + len(role) + len(content)  # 11: len("role") + len("content")
-            else:
-                b = 11 + _text_len(role) + _text_len(content)
-            return b, 0, hash((("content", content), ("role", role)))
-    b, f, c = measure(m)
-    return b, f, hash(c)
-
+_MAX_CONVERSATIONS = 4_096  # keys of stored conversations (and of learned bounds)
+_MAX_STORED = 1 << 18  # messages the stored conversations hold, all together (about 130 bytes each)
+_BUCKET = 4  # conversations kept per key (sharing their first two messages), most recent first
+_MAX_OBJECTS = 256  # tool lists and system values, by identity and by value
+_MAX_ASKED = 4_096  # requests whose usage may still be learned (oldest forgotten first)
 
 _START: list[tuple[int, int, int]] = [(0, 0, 0)]
-_State = tuple[list[Any], Any, list[tuple[int, int, int]], tuple[int, int]]
-"""A conversation: (messages before the last, last message, prefix sums, its cache key)."""
-_MAX_ASKED = 4_096  # requests whose usage may still be learned (oldest forgotten first)
-"""Prefix sums of no messages. Never mutated: a conversation's sums are always a new list."""
+"""Prefix sums of no messages. Never mutated: a conversation grown from it gets a new list."""
+_State = tuple[list[Any], Any, list[tuple[int, int, int]], tuple[int, int], int]
+"""A conversation: (messages before the last, last message, prefix sums, its cache key, the number of
+messages before the last). The two lists may run past that number: they are shared, append-only, with
+the later states of the same conversation (``Estimator._store``); a state reads only its own part."""
+_Learned = tuple[int, int, int, int, int, int, int]
+"""A provider's report: (messages, context hash, input tokens, text bytes, fixed tokens, chained hash,
+the chained hash of its messages but the last)."""
 
 _NO_MESSAGE = object()  # the "last message" of the empty starting state: never any request's message
+
+
+def _shape(item: Any) -> Any:
+    """A tool's (or system block's) name for the structural key of a rebuilt list; ``None`` if none."""
+    if type(item) is dict:
+        fn = item.get("function")
+        name = fn.get("name") if type(fn) is dict else item.get("name")
+        return name if type(name) is str else None
+    return type(item)
+
+
+def _weight(bucket: tuple[_State, ...]) -> int:
+    return sum(state[4] + 1 for state in bucket)
+
+
+_NO_HEAD: list[Any] = []  # a head no state has: never extended (``_store`` copies when given it)
 
 
 class Estimator:
     """Measures requests with bounded caches. Thread-safe; one per process is enough.
 
-    No locks: every cache update is a single ``OrderedDict`` operation or
-    attribute store (atomic under the GIL), and a conversation's state is a
-    tuple ``(messages before the last, last message, prefix sums)`` that is
-    replaced as one and never mutated, so concurrent callers never see a
-    message list paired with another list's sums. A race can only cost a
-    recount or evict an entry early. (A lock around the updates cost more,
-    on every call, than the recounts it would save.)
+    Lookups take no lock: every cache read is a single ``OrderedDict``
+    operation or attribute read (atomic under the GIL), and a conversation's
+    state is a tuple ``(messages before the last, last message, prefix sums,
+    key, count)`` replaced as one, whose lists only ever grow past what any
+    state reads, so concurrent callers never see a message list paired with
+    another list's sums. Storing a grown conversation takes a lock (to extend
+    its lists only while no other state has, and to count the messages
+    stored); elsewhere a race can only cost a recount or evict an entry early.
     """
 
     def __init__(self) -> None:
         self._messages: OrderedDict[int, tuple[Any, Any, int, int, int]] = OrderedDict()
-        # (id of first message, id of second) -> (messages before the last, last message,
-        #   [(text bytes, fixed tokens, chained hash) of the first i messages, for i in 0..count], the key)
-        self._conversations: OrderedDict[tuple[int, int], _State] = OrderedDict()
-        # The conversation state used last: checked first by ``estimate`` (no key to build, no lookup).
-        self._recent: _State = ([], _NO_MESSAGE, _START, (0, 0))
-        self._objects: OrderedDict[int, tuple[Any, int, int, int, int]] = OrderedDict()
+        # (chained hash of the first message, of the first two; 0 for a one-message request) ->
+        #   the conversations with those first messages, most recent first; each holds
+        #   [(text bytes, fixed tokens, chained hash) of the first i messages, for i in 0..count].
+        self._conversations: OrderedDict[tuple[int, int], tuple[_State, ...]] = OrderedDict()
+        self._stored = 0  # messages held by the stored conversations (under _lock)
+        self._lock = threading.Lock()
+        # The conversation state used last: checked first by ``bounds`` (no key to build, no lookup).
+        self._recent: _State = ([], _NO_MESSAGE, _START, (0, 0), 0)
+        # Tools and system values: [value, its length, bytes, fixed tokens, hash, tool names or None],
+        # by identity and by a structural key (``_entry``); the one resolved last, for ``names``.
+        self._objects: OrderedDict[int, list[Any]] = OrderedDict()
+        self._values: OrderedDict[Any, list[Any]] = OrderedDict()
+        self._last_object: tuple[Any, list[Any]] = (_NO_MESSAGE, [])
         # The history bound (``bounds``): what was asked, by request fingerprint, until its usage is
-        # learned; then, per conversation, the longest prefix whose input the provider reported.
-        self._asked: OrderedDict[int, tuple[tuple[int, int], int, int, int, int, int]] = OrderedDict()
-        # Keyed like conversations, by the ids of the first two messages (0 for a one-message request,
-        # whose continuation is looked up under that key too).
-        self._learned: OrderedDict[tuple[int, int], tuple[int, int, int, int, int, int]] = OrderedDict()
+        # learned; then, per conversation key, the reports of the longest prefixes seen (a few, for the
+        # conversations sharing a key and for siblings), the most recent first.
+        self._asked: OrderedDict[Any, tuple[Any, ...]] = OrderedDict()
+        # Keyed like conversations (a one-message request's key ends in 0, and its continuation
+        # is looked up under that key too).
+        self._learned: OrderedDict[tuple[int, int], tuple[_Learned, ...]] = OrderedDict()
 
     # one message: (ref, content ref, bytes, fixed tokens, hash)
     def _message(self, m: Any) -> tuple[int, int, int]:
@@ -283,30 +176,81 @@ class Estimator:
             cache.popitem(last=False)
         return b, f, h
 
+    def _entry(self, obj: Any) -> list[Any]:
+        """The cache entry of a tool list or system value (not a ``str``): by identity, else, for a
+        list or tuple rebuilt with equal content, by value; else measured now and stored."""
+        t = type(obj)
+        hit = self._objects.get(id(obj))
+        if hit is not None and hit[0] is obj and (t is not list or hit[1] == len(obj)):
+            return hit
+        vkey = None
+        if (t is list or t is tuple) and obj:
+            vkey = (t, len(obj), _shape(obj[0]), _shape(obj[-1]))
+            hit = self._values.get(vkey)
+            if hit is not None and hit[0] == obj:  # C-speed: mostly identity checks on shared leaves
+                return hit
+        b, f, c = measure(obj)
+        entry = [obj, len(obj) if t is list else 0, b, f, hash(c), None]
+        objects = self._objects
+        objects[id(obj)] = entry
+        if len(objects) > _MAX_OBJECTS:
+            objects.popitem(last=False)
+        if vkey is not None:
+            values = self._values
+            values[vkey] = entry
+            if len(values) > _MAX_OBJECTS:
+                values.popitem(last=False)
+        return entry
+
     def _object(self, obj: Any) -> tuple[int, int, int]:
-        """Tools, system prompts: measured once per object."""
+        """Tools, system prompts: measured once per object (or per content, for rebuilt lists)."""
         if isinstance(obj, str):
             return _text_len(obj), 0, hash(obj)
-        key = id(obj)
-        hit = self._objects.get(key)
-        if hit is not None and hit[0] is obj and (not isinstance(obj, list) or hit[1] == len(obj)):
-            return hit[2], hit[3], hit[4]
-        b, f, c = measure(obj)
-        h = hash(c)
-        cache = self._objects
-        cache[key] = (obj, len(obj) if isinstance(obj, list) else 0, b, f, h)
-        if len(cache) > _MAX_CONVERSATIONS:
-            cache.popitem(last=False)
-        return b, f, h
+        entry = self._entry(obj)
+        self._last_object = (obj, entry)
+        return entry[2], entry[3], entry[4]
+
+    def names(self, tools: Any, extract: Callable[[Any], tuple[str, ...]]) -> tuple[str, ...]:
+        """``extract(tools)`` (the tool names an adapter reads), worked out once per tool list.
+
+        Kept with the list's measure: the list ``bounds`` measured last is answered without a
+        lookup, a rebuilt list of equal content from the stored one's names.
+        """
+        last = self._last_object
+        if last[0] is tools:
+            entry = last[1]
+        elif isinstance(tools, (list, tuple, dict)):
+            entry = self._entry(tools)
+        else:
+            return extract(tools)
+        names = entry[5]
+        if names is None:
+            names = entry[5] = extract(entry[0])
+        return names  # type: ignore[no-any-return]
+
+    def _key(self, items: list[Any], n: int) -> tuple[int, int]:
+        """A conversation's key: the chained hashes of its first message and of its first two
+        (``sums[1]`` and ``sums[2]``), from the messages' content hashes."""
+        h1 = hash((0, self._hash(items[0])))
+        return h1, (hash((h1, self._hash(items[1]))) if n > 1 else 0)
+
+    def _hash(self, m: Any) -> int:
+        """A message's content hash: from the cache, else worked out without storing it (a history
+        rebuilt per call brings new objects every time: the cache would only churn)."""
+        hit = self._messages.get(id(m))
+        if hit is not None and hit[0] is m:
+            if hit[1] is (m.get("content") if isinstance(m, dict) else getattr(m, "content", None)):
+                return hit[4]
+        return _figures(m)[2]
 
     def _messages_state(self, messages: Sequence[Any]) -> tuple[int, int, int, int, _State | None]:
         """``(text_bytes, fixed_tokens, prefix_hash, count, state)`` of a message list; ``state`` is
         the conversation whose prefix sums cover every message but possibly the last.
 
-        The conversation seen last with the same first two messages is reused
-        up to the longest prefix of identical message objects (a C-speed list
-        compare); only messages past it are looked up (by identity, with a
-        content identity check) or measured, and the grown conversation is
+        A conversation stored under the same key is reused up to the longest
+        prefix equal to this list's (a C-speed list compare: identity first,
+        then equality); only messages past it are looked up (by identity, with
+        a content identity check) or measured, and the grown conversation is
         stored in its place.
 
         A *sibling* request (the stored messages but the last, then another
@@ -321,33 +265,36 @@ class Estimator:
         n = len(items)
         if n == 0:
             return 0, 0, 0, 0, None
-        key = (id(items[0]), id(items[1]) if n > 1 else 0)
-        state = self._conversations.get(key)
-        if state is None:
-            k, sums = 0, _START
-        else:
-            head, last, sums, _ = state
-            k = len(head)
-            if k <= n and items[:k] == head:
-                self._recent = state
-                if k == n:  # the stored conversation less its last message
+        key = self._key(items, n)
+        bucket = self._conversations.get(key, ())
+        k, head, sums, found = 0, _NO_HEAD, _START, None
+        for state in bucket:
+            head, last, sums, _, k = state
+            if k <= n and items[:k] == (head if len(head) == k else head[:k]):
+                found = state
+                break
+        if found is not None:
+            self._recent = found
+            if k == n:  # the stored conversation less its last message
+                size, fix, h = sums[k]
+                return size, fix, h, n, found
+            m = items[k]
+            if m is last or m == last:
+                k += 1
+                if k == n:  # the stored conversation again
                     size, fix, h = sums[k]
-                    return size, fix, h, n, state
-                m = items[k]
-                if m is last:
-                    k += 1
-                    if k == n:  # the stored conversation again
-                        size, fix, h = sums[k]
-                        return size, fix, h, n, state
-                elif k + 1 == n:  # a sibling: answered from the sums, nothing stored
-                    size, fix, h = sums[k]
-                    b, f, mh = _figures(m) if type(m) is dict else self._message(m)
-                    return size + b, fix + f, hash((h, mh)), n, state
-            else:  # the history was edited (trimmed, rewritten): find the common prefix
-                limit = min(k, n)
-                k = 0
-                while k < limit and items[k] is head[k]:
-                    k += 1
+                    return size, fix, h, n, found
+            elif k + 1 == n:  # a sibling: answered from the sums, nothing stored
+                size, fix, h = sums[k]
+                b, f, mh = _figures(m) if type(m) is dict else self._message(m)
+                return size + b, fix + f, hash((h, mh)), n, found
+        elif bucket:  # the history was edited (trimmed, rewritten): the common prefix with the latest
+            head, _, sums, _, limit = bucket[0]
+            limit = min(limit, n)
+            k = 0
+            while k < limit and (items[k] is head[k] or items[k] == head[k]):
+                k += 1
+            head = _NO_HEAD  # not grown in place: a copy
         size, fix, h = sums[k]
         grown = []
         for m in items[k:] if k else items:
@@ -356,15 +303,40 @@ class Estimator:
             fix += f
             h = hash((h, mh))
             grown.append((size, fix, h))
-        # Concatenation builds the new sums in one allocation (no slice when the stored sums all still hold).
-        state = (items[:-1], items[-1], (sums if len(sums) == k + 1 else sums[: k + 1]) + grown, key)
-        conversations = self._conversations
-        conversations.pop(key, None)  # re-inserted last: least recently grown goes first
-        conversations[key] = state
-        if len(conversations) > _MAX_CONVERSATIONS:
-            conversations.popitem(last=False)
+        state = self._store(key, items, k, head, sums, grown, found)
         self._recent = state
         return size, fix, h, n, state
+
+    def _store(self, key: tuple[int, int], items: list[Any], k: int, head: list[Any],
+               sums: list[tuple[int, int, int]], grown: list[tuple[int, int, int]], found: _State | None) -> _State:
+        """Store ``items`` (its first ``k`` messages those of ``found``, whose ``head`` and ``sums``
+        they are; ``grown``: the sums of the rest) first under ``key``, in place of ``found``; then
+        evict the least recently grown keys past the bounds.
+
+        A conversation that grows at its end extends its own head and sums lists in place (other
+        states of it use only their first entries, which never change): a call costs what was
+        appended, not a copy of the history. A list something else extended already (a branch
+        grown from the same state) is copied instead.
+        """
+        n = len(items)
+        conversations = self._conversations
+        with self._lock:
+            if found is not None and len(head) == found[4] and k >= found[4]:
+                head.extend(items[found[4]: n - 1])  # the branch point's message is this list's own
+            else:
+                head = items[: n - 1]
+            if sums is not _START and len(sums) == k + 1:
+                sums.extend(grown)
+            else:
+                sums = sums[: k + 1] + grown
+            state = (head, items[-1], sums, key, n - 1)
+            old = conversations.pop(key, ())
+            bucket = (state, *[s for s in old if s is not found][: _BUCKET - 1])
+            conversations[key] = bucket  # re-inserted last: the least recently grown goes first
+            self._stored += _weight(bucket) - _weight(old)
+            while len(conversations) > 1 and (len(conversations) > _MAX_CONVERSATIONS or self._stored > _MAX_STORED):
+                self._stored -= _weight(conversations.popitem(last=False)[1])
+        return state
 
     def estimate(
         self,
@@ -413,9 +385,11 @@ class Estimator:
         # compare is what proves it is the same conversation, so no key is
         # needed; anything else goes through _messages_state().
         state: _State | None = self._recent
-        head, last, sums, _ = state  # type: ignore[misc]
-        k = len(head)
-        if type(messages) is list and len(messages) == k + 1 and messages[:k] == head:
+        head, last, sums, _, k = state  # type: ignore[misc]
+        if (
+            type(messages) is list and len(messages) == k + 1
+            and messages[:k] == (head if len(head) == k else head[:k])
+        ):
             m = messages[k]
             if m is last:
                 size, fix, h = sums[k + 1]
@@ -460,106 +434,86 @@ class Estimator:
         fp = hash((model, h)) if extra is None else hash((model, h, extra))
         if not history or state is None:
             return bound, bound, fp, n
-        first = id(messages[0])  # type: ignore[index]  # messages is a non-empty sequence here
-        key = (first, id(messages[1]) if msg_n > 1 else 0)  # type: ignore[index]
+        # The conversation key (as _key gives it): the state's own when it holds the first two messages,
+        # else from its sums (they cover every message but the last) and this request's hash.
+        sums = state[2]
+        if msg_n > 2:
+            key = state[3]
+        elif msg_n == 2:
+            key = (sums[1][2], msg_h)
+        else:
+            key = (msg_h, 0)
         ctx = hash((model, sh, th))
         asked = self._asked
-        asked[fp] = (key, msg_n, ctx, msg_size, msg_fix, msg_h)
+        asked[fp] = (key, msg_n, ctx, msg_size, msg_fix, msg_h, sums)
         if len(asked) > _MAX_ASKED:
             asked.popitem(last=False)
-        learned = self._learned.get(key)
-        if learned is None and msg_n > 1:  # the continuation of a one-message request
-            learned = self._learned.get((first, 0))
-        if learned is not None:
-            l_n, l_ctx, tokens, l_size, l_fix, l_h = learned
-            if l_ctx == ctx and l_n <= msg_n and (msg_h if l_n == msg_n else state[2][l_n][2]) == l_h:
+        learned = self._learned
+        reports = learned.get(key)
+        if reports is None:
+            if msg_n == 1:
+                return bound, bound, fp, n
+            reports = learned.get((key[0], 0))  # the continuation of a one-message request
+            if reports is None:
+                return bound, bound, fp, n
+        tightest = bound
+        for l_n, l_ctx, tokens, l_size, l_fix, l_h, _ in reports:
+            if l_ctx == ctx and l_n <= msg_n and (msg_h if l_n == msg_n else sums[l_n][2]) == l_h:
                 appended = msg_size - l_size
                 if not strict:
                     appended = -(-appended // 4)
                 tight = tokens + appended + (msg_fix - l_fix) + MESSAGE_OVERHEAD * (msg_n - l_n)
-                if tight < bound:
-                    return tight, bound, fp, n
-        return bound, bound, fp, n
+                if tight < tightest:
+                    tightest = tight
+        return tightest, bound, fp, n
+
+    def forget(self) -> None:
+        """Drop every provider report learned so far (and the requests awaiting one): later
+        requests are bounded from their bytes again. The reports are process-wide, keyed by
+        content; a test that asserts a first request's bound needs a process that has not seen it."""
+        self._asked.clear()
+        self._learned.clear()
 
     def learn(self, fingerprint: Any, input_tokens: int) -> None:
         """The provider reported ``input_tokens`` for the request with this fingerprint (from
-        ``bounds``): later requests that extend it are bounded from that report."""
+        ``bounds``): later requests that extend it are bounded from that report.
+
+        The report replaces those it makes useless: of the requests it extends (they bound less
+        of it) and of its siblings (the same messages but the last: the conversation goes on from
+        this one). Others under the same key (another conversation with the same first two
+        messages) stay, up to a few, and ``bounds`` uses whichever of them is a prefix.
+        """
         asked = self._asked.pop(fingerprint, None)
         if asked is None or type(input_tokens) is not int or input_tokens < 0:
             return
-        key, n, ctx, size, fix, h = asked
+        key, n, ctx, size, fix, h, sums = asked
+        prev = sums[n - 1][2]  # the chained hash of its messages but the last
+        report = (n, ctx, input_tokens, size, fix, h, prev)
         learned = self._learned
-        known = learned.get(key)
-        if known is not None and known[0] > n and known[1] == ctx:
-            return  # a longer prefix of this conversation is known already (a late sibling's report)
-        learned.pop(key, None)  # re-inserted last: the least recently learned goes first
-        learned[key] = (n, ctx, input_tokens, size, fix, h)
+        old = learned.pop(key, None)  # re-inserted last: the least recently learned goes first
+        if old is None or (  # _replaces(old[0], ...), inline: one report per key is the usual case
+            len(old) == 1 and (r := old[0])[1] == ctx
+            and (r[6] == prev if r[0] == n else r[0] < n and sums[r[0]][2] == r[5])
+        ):
+            learned[key] = (report,)
+        else:
+            kept = [r for r in old if not _replaces(r, n, ctx, prev, sums)]
+            learned[key] = (report, *kept[: _BUCKET - 1])
         if len(learned) > _MAX_CONVERSATIONS:
             learned.popitem(last=False)
 
 
-class _NotPlain(Exception):
-    pass
-
-
-def _content_key(value: Any) -> Any:
-    """A hashable key of a JSON-plain value (type-tagged, so ``1``, ``1.0`` and ``True`` differ)."""
-    t = type(value)
-    if t is str:
-        return value
-    if t is dict:
-        if not all(type(k) is str for k in value):
-            raise _NotPlain
-        return (dict, *[(k, _content_key(v)) for k, v in value.items()])
-    if t is list:
-        return (list, *[_content_key(v) for v in value])
-    if value is None or t is int or t is float or t is bool:
-        return (t, value)
-    raise _NotPlain
-
-
-_INTERNED: dict[Any, Any] = {}
-_MAX_INTERNED = 16_384
-
-
-def interned(items: Any) -> Any:
-    """``items`` with each plain message dict replaced by one private copy per content.
-
-    Frameworks that rebuild the message dicts of a conversation on every call
-    (LiteLLM, the OpenAI Agents SDK) defeat ``ESTIMATOR``, which follows a
-    conversation by the identity of its messages (to measure only what was
-    appended, and to bound it from the provider's reported input of the request it
-    extends): equal messages become the same object here. Give the result to the
-    estimator only; the copy is breaker's own, so nothing the framework later does
-    to its dicts changes it. Other items pass as they are.
-    """
-    if type(items) is not list:
-        return items
-    table = _INTERNED
-    out = []
-    for m in items:
-        if type(m) is not dict:
-            out.append(m)
-            continue
-        try:
-            key = _content_key(m)
-        except _NotPlain:
-            out.append(m)
-            continue
-        hit = table.get(key)
-        if hit is None:
-            hit = table[key] = copy.deepcopy(m)
-            if len(table) > _MAX_INTERNED:  # oldest first (dicts keep insertion order)
-                table.pop(next(iter(table)), None)
-        out.append(hit)
-    return out
-
+def _replaces(report: _Learned, n: int, ctx: int, prev: int, sums: list[tuple[int, int, int]]) -> bool:
+    """Whether a new report (of ``n`` messages whose but-last chained hash is ``prev``, prefix sums
+    ``sums``) makes ``report`` useless: a report of a prefix of it, or of a sibling."""
+    r_n = report[0]
+    if report[1] != ctx:
+        return False
+    return report[6] == prev if r_n == n else r_n < n and sums[r_n][2] == report[5]
 
 
 ESTIMATOR = Estimator()
 """The process-wide estimator: adapters call ``ESTIMATOR.estimate`` directly on the hot path."""
-
-
 def estimate(
     model: str, messages: Sequence[Any] | None, *, system: Any = None, tools: Any = None, strict: bool = True
 ) -> tuple[int, int, int]:

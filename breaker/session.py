@@ -46,7 +46,7 @@ class State:
         self.loop_degrade = False
         self.open = 0
         self.touched = now
-        self.outcomes: list[str] = []
+        self.outcomes: list[str] | tuple[str, ...] = ()  # a list once the session records one (most never do)
         self.streams: weakref.WeakSet[OpenStream] | None = None  # its calls' unfinished streams: track_stream
 
 
@@ -143,7 +143,12 @@ class Session:
         """Record an outcome (``"resolved"``, ``"escalated"``…) for cost-per-outcome reports."""
         if not isinstance(name, str) or not name:
             raise ValueError("Session.outcome(name) needs a non-empty string, e.g. 'resolved'")
-        self.state.outcomes.append(name)
+        state = self.state
+        with state.lock:
+            outcomes = state.outcomes
+            if type(outcomes) is not list:
+                outcomes = state.outcomes = list(outcomes)
+            outcomes.append(name)
         self.host.add_outcome(self, name)
 
 

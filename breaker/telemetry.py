@@ -12,8 +12,9 @@ call's span current while the request is sent.
 
 ``NoTelemetry`` does nothing. ``OTel`` follows the OpenTelemetry GenAI
 semantic conventions and depends on ``opentelemetry-api`` alone, as a library
-should (the application picks the SDK and exporters): without an SDK every
-call is a cheap no-op.
+should (the application picks the SDK and exporters): while no tracer provider
+and no meter provider is installed, a call costs a clock read (to notice one
+installed later, within 50 ms) and nothing more.
 
 Two modes:
 
@@ -90,9 +91,10 @@ _NULL = nullcontext()
 class _CallSpan:
     """What ``OTel.start`` returns (kept on ``ticket.span``) for a recording span.
 
-    When nothing records (no SDK, sampled out, no current span to annotate)
-    ``start`` returns just the start time, a float, which still feeds the
-    duration metric: one allocation fewer on the hot path.
+    When no span records (sampled out, no current span to annotate, no tracer provider)
+    ``start`` returns just the start time, a float, which still feeds the duration
+    metric: one allocation fewer on the hot path; when no meter provider is installed
+    either, ``None``: ``end`` then has nothing to do.
     """
 
     __slots__ = ("span", "t0", "ended", "owned")
@@ -149,13 +151,16 @@ class OTel:
         self.budget_remaining = budget_remaining
         version = _version()
         self._trace = trace
+        self._metrics = metrics
+        self._no_meters = _no_meters()
         self._kind = trace.SpanKind.CLIENT
         self._error = trace.StatusCode.ERROR
         self._version = version
-        # The tracer once an SDK (or any real provider) is there; until then
-        # the global provider is re-checked at most every _RECHECK seconds, so
-        # that with no SDK a call costs a clock read instead of a no-op span.
+        # The tracer once an SDK (or any real provider) is there, and whether a meter provider is;
+        # until then the global providers are re-checked at most every _RECHECK seconds (``_look``),
+        # so that with no SDK a call costs a clock read and nothing else: no span, no metric.
         self._tracer = trace.get_tracer("breaker", version, tracer_provider) if tracer_provider is not None else None
+        self._metered = meter_provider is not None
         self._next_check = 0.0
         meter = metrics.get_meter("breaker", version, meter_provider)
         self._tokens = meter.create_histogram(
@@ -173,20 +178,16 @@ class OTel:
         self._pending: ContextVar[_CallSpan | None] = ContextVar(f"breaker_otel_{id(self):x}", default=None)
         self._attrs: dict[tuple[Any, ...], tuple[dict[str, Any], ...]] = {}
 
-    def _live_tracer(self) -> Any:
-        """The tracer to use, or ``None`` while no tracer provider is installed."""
-        tracer = self._tracer
-        if tracer is not None:
-            return tracer
-        now = time.monotonic()
-        if now < self._next_check:
-            return None
-        self._next_check = now + _RECHECK
-        provider = self._trace.get_tracer_provider()
-        if isinstance(provider, self._trace.ProxyTracerProvider):
-            return None
-        tracer = self._tracer = provider.get_tracer("breaker", self._version)
-        return tracer
+    def _look(self) -> None:
+        """Look for a tracer provider and a meter provider installed since (OpenTelemetry's API
+        without an SDK answers with proxies that record nothing)."""
+        self._next_check = time.monotonic() + _RECHECK
+        if self._tracer is None:
+            provider = self._trace.get_tracer_provider()
+            if not isinstance(provider, self._trace.ProxyTracerProvider):
+                self._tracer = provider.get_tracer("breaker", self._version)
+        if not self._metered:
+            self._metered = not isinstance(self._metrics.get_meter_provider(), self._no_meters)
 
     def __repr__(self) -> str:
         return f"OTel(mode={self.mode!r}, capture_content={self.capture_content})"
@@ -196,9 +197,13 @@ class OTel:
         """Open the call's span (or pick the current one to annotate)."""
         try:
             if self._span_mode:
-                tracer = self._tracer or self._live_tracer()
-                if tracer is None:  # no SDK: only the clock, for the duration metric
-                    return _now()
+                tracer = self._tracer
+                if tracer is None:
+                    if time.monotonic() >= self._next_check:
+                        self._look()
+                    tracer = self._tracer
+                    if tracer is None:  # no tracer: the clock for the duration metric, or (no SDK) nothing
+                        return _now() if self._metered else None
                 span = tracer.start_span(
                     f"{call.operation} {call.model}", kind=self._kind, attributes=_request_attributes(call)
                 )
@@ -207,7 +212,9 @@ class OTel:
                 span = self._trace.get_current_span()
                 owned = False
             if not span.is_recording():
-                return _now()
+                if not self._metered and time.monotonic() >= self._next_check:
+                    self._look()
+                return _now() if self._metered else None
             handle = _CallSpan(span, _now(), owned)
             self._pending.set(handle)
             return handle
@@ -372,6 +379,17 @@ class OTel:
             if signal:
                 attrs["breaker.loop.signal"] = str(signal)
         span.add_event(sc.BREAKER_EVENT_PREFIX + event.kind, attrs)
+
+
+def _no_meters() -> tuple[type, ...]:
+    """The global meter providers that record nothing: the API's proxy (until an SDK is installed)
+    and the no-op one."""
+    try:
+        from opentelemetry.metrics import NoOpMeterProvider
+        from opentelemetry.metrics._internal import _ProxyMeterProvider
+    except ImportError:  # an API without those classes: any provider is taken to record
+        return ()
+    return (_ProxyMeterProvider, NoOpMeterProvider)
 
 
 def _request_attributes(call: Call) -> dict[str, Any]:

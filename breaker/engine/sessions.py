@@ -4,6 +4,13 @@ One ``State`` per session id holds what the ledger does not: loop-detector
 memory, the sticky trip, degrade hints, outcomes. ``with guard.session(id)``
 blocks using the same id share it. A closed session's state is forgotten once
 it has been idle for ``session_ttl``, so a long-running server does not grow.
+
+Why forgetting costs O(1) a session: the states are kept in the order they
+were last used (opened or closed: each moves its state to the end, stamped with
+the guard's clock), so the idle ones are at the front. Each new session looks
+at a few states from the front (``_SWEEP_STEP``) and stops at the first one
+used within ``session_ttl``, under the registry lock for a few dict operations,
+never a scan of every session; a state still open there is moved to the back.
 Figures (``Session.cost_usd`` …) are read from the ledger, so with a shared
 ledger they include other processes' calls.
 """
@@ -31,6 +38,10 @@ log = logging.getLogger("breaker")
 
 ANONYMOUS = "anonymous"
 """The id calls outside any ``guard.session()`` are attributed to."""
+
+_SWEEP_STEP = 4
+"""States looked at from the front for each new session: more than one, so that forgetting keeps
+ahead of a burst of new sessions, and a handful, so that a new session never waits for a scan."""
 
 
 class Sessions:
@@ -71,33 +82,52 @@ class Sessions:
             )
         return session
 
-    def state_for(self, session_id: str) -> State:
+    def state_for(self, session_id: str, opening: int = 0) -> State:
+        """The state of ``session_id`` (made on first use), stamped with the guard's clock and moved
+        to the end; ``opening=1`` counts a ``with`` block entering it (under the same lock as the
+        sweep, which never forgets an open state)."""
         with self._lock:
-            state = self._states.get(session_id)
+            states = self._states
+            state = states.get(session_id)
             now = self.clock()
             if state is None:
-                state = self._states[session_id] = State(
+                state = states[session_id] = State(
                     session_id, self.loops.new_state() if self.loops is not None else None, now
                 )
-                if len(self._states) & 255 == 0:
-                    self._sweep(now)
+                self._expire(now, _SWEEP_STEP)
             else:
-                self._states.move_to_end(session_id)
-            state.touched = now
+                states.move_to_end(session_id)
+                state.touched = now
+            state.open += opening
             return state
 
     def sweep(self, now: float) -> None:
-        """Forget closed sessions idle past ``session_ttl``."""
+        """Forget closed sessions idle past ``session_ttl`` (all of them: those at the front, up to
+        the first used since, with the open ones moved out of the way)."""
         with self._lock:
-            self._sweep(now)
+            states = self._states
+            before = len(states)
+            self._expire(now, before)
+            if before > 1024 and len(states) < before // 2:
+                self._states = OrderedDict(states)  # give the emptied table back
 
-    def _sweep(self, now: float) -> None:
+    def _expire(self, now: float, step: int) -> None:
+        """Look at up to ``step`` states from the front (the least recently used): forget the idle
+        ones, move the open ones (and the anonymous scope's) to the back, stop at the first one used
+        within ``session_ttl``: every state after it was used later."""
+        states = self._states
         horizon = now - self.session_ttl
-        idle = [sid for sid, st in self._states.items() if st.open == 0 and st.touched < horizon and sid != ANONYMOUS]
-        for sid in idle:
-            del self._states[sid]
-        if idle:
-            self._states = OrderedDict(self._states)  # give the emptied table back
+        for _ in range(step):
+            if not states:
+                return
+            sid = next(iter(states))
+            state = states[sid]
+            if state.open or sid == ANONYMOUS:
+                states.move_to_end(sid)
+            elif state.touched < horizon:
+                del states[sid]
+            else:
+                return
 
     # ------------------------------------------------------------------ SessionHost
     def open(
@@ -109,18 +139,18 @@ class Sessions:
             feature = feature if feature is not None else parent.feature
             user = user if user is not None else parent.user
             tags = {**parent.tags, **(tags or {})}
-        state = self.state_for(sid)
-        with state.lock:
-            state.open += 1
+        state = self.state_for(sid, opening=1)
         return Session(self, sid, feature=feature, user=user, tags=tags or {}, parent=parent, state=state)
 
     def close(self, session: Session, exc: BaseException | None) -> None:
         for stream in stopped_streams(session, enclosing=False):  # read here, unfinished: billed what arrived
             stream.stop()
         state = session.state
-        with state.lock:
+        with self._lock:  # stamped and moved last: the registry stays in last-used order
             state.open -= 1
             state.touched = self.clock()
+            if self._states.get(session.id) is state:
+                self._states.move_to_end(session.id)
         try:
             usd, tokens, calls = self.totals(session)
         except Exception as e:  # the ledger being down must not hide the agent's own outcome

@@ -3,7 +3,8 @@
 An agent stuck re-asking the exact same thing (same model, same messages,
 same tools) gets the same answer every time, and pays for every one. The
 request is known only by a content-free fingerprint, and memory is a bounded
-LRU of fingerprints, so a long session costs no more than a short one.
+LRU of the fingerprints seen within the window (those seen before it are
+forgotten as new ones arrive), so a long session costs no more than a short one.
 """
 
 from __future__ import annotations
@@ -15,6 +16,15 @@ from typing import cast
 from ..adapter import Call
 from ..budgets import parse_window
 from .base import _MAX_TRACKED, Detection, Detector, LoopState, _action, _builtin, _positive, _window_text
+
+
+class _Seen(OrderedDict):  # type: ignore[type-arg]
+    """The requests a session sent, least recently seen first, and ``oldest``: when the first of
+    them was last seen, or earlier (every change to the order puts a later one first), so that a
+    new request looks at the oldest only once the window may have left it behind."""
+
+    __slots__ = ("oldest",)
+    oldest: float
 
 
 @_builtin()
@@ -39,10 +49,12 @@ class IdenticalRequests(Detector):
         if fingerprint is None:
             return None
         try:  # a subscript is cheaper than .get(), and a miss happens once per session
-            seen: OrderedDict[object, float | deque[float]] = state._memory[self]
+            seen: _Seen = state._memory[self]
         except KeyError:
-            seen = state._memory[self] = OrderedDict()
+            seen = state._memory[self] = _Seen()
+            seen.oldest = now
         key = (call.model, fingerprint)
+        horizon = now - self.window
         if key not in seen:
             # Most requests are new (a growing history changes the fingerprint at every
             # step), and this runs on every call: a first sighting is remembered as its
@@ -50,12 +62,20 @@ class IdenticalRequests(Detector):
             seen[key] = now
             if len(seen) > _MAX_TRACKED:
                 seen.popitem(False)  # the least recently used (positional: no keyword parsing)
+            elif seen.oldest <= horizon:  # the least recently used may be outside the window: forget
+                while True:  # those that are, so memory follows the window, not the session's length
+                    last = next(iter(seen.values()))
+                    at = last if type(last) is not deque else (last[-1] if last else horizon)
+                    if at > horizon:
+                        seen.oldest = at
+                        break
+                    seen.popitem(False)  # never the request just added: it was seen now
             return None
         times = seen[key]
         seen.move_to_end(key)
         if type(times) is not deque:  # seen once, at `times`
             times = cast(float, times)  # what `type() is not deque` means, which mypy cannot infer
-            if times <= now - self.window:
+            if times <= horizon:
                 seen[key] = now
                 return None
             if self.max > 1:
@@ -63,7 +83,7 @@ class IdenticalRequests(Detector):
                 return None
             times = deque((times,))
         else:
-            while times and times[0] <= now - self.window:
+            while times and times[0] <= horizon:
                 times.popleft()
         if len(times) >= self.max:
             return Detection(

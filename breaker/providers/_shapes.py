@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ..estimate import ESTIMATOR
+
 __all__ = ["SENTINELS", "cap_value", "count", "field", "given", "register_sentinels", "tool_names", "value"]
 
 _MISSING = object()
@@ -45,9 +47,14 @@ def register_sentinels(module: Any) -> None:
 
 
 def tool_names(tools: Any) -> tuple[str, ...]:
-    """Names of the tools offered (OpenAI chat, Responses and Anthropic shapes)."""
+    """Names of the tools offered (OpenAI chat, Responses and Anthropic shapes), read once per tool
+    list: kept with the list's measure (``ESTIMATOR.names``), also for a list rebuilt per call."""
     if not tools:
         return ()
+    return ESTIMATOR.names(tools, _tool_names)
+
+
+def _tool_names(tools: Any) -> tuple[str, ...]:
     names = []
     for t in tools:
         if isinstance(t, Mapping):

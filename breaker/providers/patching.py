@@ -1,6 +1,7 @@
 """Patching the SDKs: what is patched, and how.
 
-``instrument(guard)`` patches the installed SDKs' classes, ``uninstrument(guard)``
+``instrument(guard)`` patches the SDKs' classes (each module when the program
+imports it: ``instrument()`` itself imports none), ``uninstrument(guard)``
 restores the exact original attributes, ``wrap(guard, client)`` instruments
 one client object only (so two guards can live in one process).
 
@@ -276,47 +277,96 @@ def _is_async(cls_name: str, fn: Any) -> bool:
     return cls_name.startswith("Async") or inspect.iscoroutinefunction(fn)
 
 
+# The modules instrument() patches, each with its targets; botocore's is bedrock_client's.
+_BY_MODULE: dict[str, list[tuple[str, str, str, str, str]]] = {}
+for _target in TARGETS:
+    _BY_MODULE.setdefault(_target[0], []).append(_target)
+_BOTOCORE = "botocore.session"
+_hooked: set[str] = set()  # modules given a post-import hook (once a process: wrapt cannot take one back)
+
+
 def instrument(guard: Guard) -> None:
-    """Patch every installed SDK method that sends a model request (idempotent)."""
+    """Patch every SDK method that sends a model request (idempotent), lazily.
+
+    What is imported already is patched now; every other target module is patched when
+    the program imports it (a ``wrapt`` post-import hook), so ``instrument()`` imports no
+    SDK: a program that uses only OpenAI never loads Anthropic's, google-genai's or
+    botocore's (seconds of start-up), nor the OpenAI resources it never touches.
+    """
     with _lock:
-        current = _installed["guard"]
-        if current is guard:
+        if _installed["guard"] is guard:
             return
-        if current is not None:
-            raise ConfigError(
-                "Another Breaker already instrumented the SDKs in this process. Call "
-                "other.uninstrument() first, or give the second guard its own clients with guard.wrap(client)."
-            )
-        _load_sentinels()
-        adapters = _adapters()
-        patches = []
-        switch = _Switch()
-        for module_name, cls_name, method, key, kind in TARGETS:
-            try:
-                module = importlib.import_module(module_name)
-            except ImportError:
-                continue  # that SDK (or that version's resource) is not installed
-            cls = getattr(module, cls_name, None)
-            original = cls.__dict__.get(method) if cls is not None else None
-            if original is None:
-                continue
-            if kind == "http":
-                routes = {path: adapters[name] for path, name in _ROUTES[key].items()}
-                wrapper = _make_http_wrapper(guard, routes, _is_async(cls_name, original), switch)
-            else:
-                bind = functools.partial(_bind_descriptor, original) if kind == "manager" else None
-                wrapper = _make_wrapper(guard, adapters[key], kind, _is_async(cls_name, original), switch, bind)
-            patched = wrapt.FunctionWrapper(original, wrapper)
-            setattr(cls, method, patched)
-            patches.append((cls, method, original, patched))
-        patches += bedrock_client.instrument(guard, switch)
-        _installed["guard"] = guard
-        _installed["patches"] = patches
-        _installed["switch"] = switch
+        _refuse_another(guard)
+    for name in [*_BY_MODULE, _BOTOCORE]:  # outside _lock: these may wait for an import under way
+        module = sys.modules.get(name)
+        if module is not None:
+            if getattr(getattr(module, "__spec__", None), "_initializing", False):
+                importlib.import_module(name)  # another thread is importing it: wait for the whole module
+        elif name not in _hooked:
+            _hooked.add(name)
+            wrapt.register_post_import_hook(_imported, name)
+    with _lock:
+        if _installed["guard"] is guard:
+            return
+        _refuse_another(guard)
+        _installed.update(guard=guard, patches=[], switch=_Switch(), adapters=_adapters(), done=set())
+        for name in [*_BY_MODULE, _BOTOCORE]:
+            module = sys.modules.get(name)
+            if module is not None:
+                _patch_module(name, module)
+
+
+def _refuse_another(guard: Guard) -> None:
+    if _installed["guard"] is not None:
+        raise ConfigError(
+            "Another Breaker already instrumented the SDKs in this process. Call "
+            "other.uninstrument() first, or give the second guard its own clients with guard.wrap(client)."
+        )
+
+
+def _imported(module: Any) -> None:
+    """The post-import hook of a target module: patched for the guard instrumented now, if any."""
+    if getattr(getattr(module, "__spec__", None), "_initializing", False):
+        module = importlib.import_module(module.__name__)  # fired early, by another thread's import: wait
+    with _lock:
+        if _installed["guard"] is not None:
+            _patch_module(module.__name__, module)
+
+
+def _patch_module(name: str, module: Any) -> None:
+    """Patch ``module``'s targets (those it defines: a half-imported module is patched by its hook)
+    for the installed guard, each once; under ``_lock``."""
+    guard, switch, adapters, done, patches = (_installed[k] for k in ("guard", "switch", "adapters", "done", "patches"))
+    if name == _BOTOCORE:
+        if name not in done:
+            done.add(name)
+            patches += bedrock_client.instrument(guard, switch)
+        return
+    for sdk in ("openai", "anthropic"):  # the SDK's "not given" types: imported with its resources
+        types = sys.modules.get(f"{sdk}._types")
+        if types is not None and f"{sdk}._types" not in _sentinels_ready:
+            _shapes.register_sentinels(types)
+            _sentinels_ready.add(f"{sdk}._types")
+    for _, cls_name, method, key, kind in _BY_MODULE.get(name, ()):
+        cls = getattr(module, cls_name, None)
+        original = cls.__dict__.get(method) if cls is not None else None
+        if original is None or (cls, method) in done:
+            continue
+        if kind == "http":
+            routes = {path: adapters[route] for path, route in _ROUTES[key].items()}
+            wrapper = _make_http_wrapper(guard, routes, _is_async(cls_name, original), switch)
+        else:
+            bind = functools.partial(_bind_descriptor, original) if kind == "manager" else None
+            wrapper = _make_wrapper(guard, adapters[key], kind, _is_async(cls_name, original), switch, bind)
+        patched = wrapt.FunctionWrapper(original, wrapper)
+        setattr(cls, method, patched)
+        patches.append((cls, method, original, patched))
+        done.add((cls, method))
 
 
 def uninstrument(guard: Guard) -> bool:
-    """Restore the original SDK attributes; ``False`` (a no-op) if ``guard`` did not instrument."""
+    """Restore the original SDK attributes; ``False`` (a no-op) if ``guard`` did not instrument.
+    (The post-import hooks stay, doing nothing until a guard instruments again.)"""
     with _lock:
         if _installed["guard"] is not guard:
             return False
@@ -376,6 +426,20 @@ def _wrap_copies(guard: Guard, client: Any, provider: str | None) -> None:
             setattr(client, name, wrapt.FunctionWrapper(method, copied))
 
 
+_KEY_SDKS = {"messages": "anthropic", **{key: "google" for key in gemini.adapters()}}
+"""The SDK each ``_CLIENT_RESOURCES`` adapter key belongs to (the rest are OpenAI's)."""
+
+
+def _family(client: Any) -> str | None:
+    """``"openai"``, ``"anthropic"`` or ``"google"``: the SDK a client's class comes from (a subclass
+    of the SDK's client included), ``None`` if none of them."""
+    for cls in type(client).__mro__:
+        root = getattr(cls, "__module__", "").partition(".")[0]
+        if root in ("openai", "anthropic", "google"):
+            return root
+    return None
+
+
 def wrap(guard: Guard, client: Any, provider: str | None = None) -> Any:
     """Instrument one OpenAI / Anthropic client (sync or async), or a ``google.genai.Client``
     (its ``aio`` too), and return it.
@@ -418,7 +482,10 @@ def wrap(guard: Guard, client: Any, provider: str | None = None) -> Any:
         _wrap_post(guard, client, {path: adapters[name] for path, name in _ROUTES[sdk].items()}, is_async)
         _wrap_copies(guard, client, provider)
     found = False
+    family = _family(client)
     for path, methods, key in _CLIENT_RESOURCES:
+        if family is not None and _KEY_SDKS.get(key, "openai") != family:
+            continue  # another SDK's namespace: looking (client.beta) would import its modules for nothing
         resource = client
         try:
             for part in path:

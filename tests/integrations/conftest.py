@@ -60,3 +60,4 @@ SECRET = "PROMPT-SECRET-7f3a"
 """Put in prompts; must never appear in anything the library emits."""
 
 __all__ = ["Decimal", "Events", "Recording", "SECRET", "genai_usd"]
+

@@ -91,6 +91,23 @@ def test_identical_requests_older_than_the_window_do_not_count():
             guard.admit(call("same"))
 
 
+def test_identical_memory_follows_the_window_not_the_session():
+    guard, clock, _ = make(max_identical=2, identical_window="1m")
+    detector = next(d for d in guard.loops.detectors.detectors if isinstance(d, IdenticalRequests))
+    with guard.session("s") as s:
+        ok(guard, call("repeated"))
+        ok(guard, call("repeated"))  # a request seen twice: a deque of times
+        for _ in range(500):  # a long session of new requests, 10 s apart
+            clock.advance(10)
+            ok(guard, call())
+        remembered = s.state.loops._memory[detector]
+        assert len(remembered) <= 8  # the last minute's (6) and at most two not forgotten yet; was 256
+        ok(guard, call("repeated"))  # forgotten with the window: counts as new again
+        ok(guard, call("repeated"))
+        with pytest.raises(LoopDetected):
+            guard.admit(call("repeated"))
+
+
 def test_identical_fingerprints_differ_by_model():
     guard, _, _ = make(max_identical=1)
     with guard.session("s"):

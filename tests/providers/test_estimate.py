@@ -72,10 +72,18 @@ def test_rebuilt_list_and_replaced_content_are_recomputed():
 
 
 def test_caches_are_bounded():
+    from breaker import estimate as module
+
     est = Estimator()
-    for i in range(600):
+    for i in range(module._MAX_CONVERSATIONS + 600):
         est.estimate("m", [{"role": "user", "content": str(i)}, {"role": "user", "content": "x"}])
-    assert len(est._conversations) <= 256
+    assert len(est._conversations) == module._MAX_CONVERSATIONS
+    # long conversations: bounded by the messages they hold, whatever their number
+    long = [[{"role": "user", "content": f"{c} {i}"} for i in range(5_000)] for c in range(2 * module._MAX_STORED // 5_000)]
+    for conv in long:
+        est.estimate("m", conv)
+    assert est._stored == sum(len(s[0]) + 1 for b in est._conversations.values() for s in b) <= module._MAX_STORED
+    assert len(est._conversations) < len(long)
 
 
 def test_sdk_objects_and_non_ascii():

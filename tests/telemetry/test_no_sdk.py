@@ -1,4 +1,5 @@
-"""Without an SDK, telemetry is a no-op; an SDK installed after ``Breaker()`` is picked up.
+"""Without an SDK, telemetry is a no-op; a meter provider, then a tracer provider, installed after
+``Breaker()`` are picked up.
 
 Run in a fresh interpreter: the global tracer provider can be set only once per process.
 """
@@ -23,9 +24,24 @@ SCRIPT = textwrap.dedent(
     assert type(guard.telemetry).__name__ == "OTel"
     with guard.session("before"):
         ticket = guard.admit(Call("gpt-4o-mini", "openai", input_tokens=10, max_output_tokens=10))
-        assert isinstance(ticket.span, float), ticket.span   # no SDK: only a start time
+        assert ticket.span is None, ticket.span   # no SDK: no span, no clock for a metric, nothing
         guard.settle(ticket, Usage(10, 10))
     assert not any(m.startswith("opentelemetry.sdk") for m in sys.modules), "the library imported the SDK"
+
+    from opentelemetry import metrics
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    reader = InMemoryMetricReader()
+    metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
+    time.sleep(0.06)                                 # past the provider re-check interval
+    with guard.session("metered"):
+        ticket = guard.admit(Call("gpt-4o-mini", "openai", input_tokens=10, max_output_tokens=10))
+        assert isinstance(ticket.span, float), ticket.span   # a meter provider, no tracer: the start time
+        guard.settle(ticket, Usage(10, 10))
+    names = {m.name for rm in reader.get_metrics_data().resource_metrics for sm in rm.scope_metrics
+             for m in sm.metrics}
+    assert "gen_ai.client.token.usage" in names and "gen_ai.client.operation.duration" in names, names
 
     from opentelemetry import trace
     from opentelemetry.sdk.trace import TracerProvider
