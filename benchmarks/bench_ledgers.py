@@ -15,7 +15,15 @@ directory (WAL mode, the real file system).
    "refused too early" margin; at most one call's smallest reservation), and
    the time the race took.
 
-Figures are the median over ``--repeats`` runs, with the spread (min..max).
+3. The floor (issue 22): admit+settle beside what the same store costs at the least, measured in the
+   same run, interleaved, single thread. Redis: two bare ``EVALSHA`` round trips of ``return 1`` per
+   call, through the ledger's own client and pool; SQLite: two bare transactions (``BEGIN IMMEDIATE``,
+   ``UPDATE`` of one row, ``COMMIT``) per call on the same file and mode. The ratio is bare / breaker
+   (100% would be the floor itself), through the engine and for the ledger alone (``reserve`` +
+   ``settle`` with the counters, limits and call record the engine passes). Also Redis's own time per
+   breaker script (``INFO commandstats``, ``usec_per_call`` of ``evalsha``) against the bare script's.
+
+Figures are the median over ``--repeats`` runs, with the spread (min..max). Timings are never asserted.
 """
 
 from __future__ import annotations
@@ -215,6 +223,120 @@ def _race_result(guard: Breaker, costs: list[int], elapsed: float) -> tuple[int,
     return max(0, spent - limit), limit - max(spent, 0), elapsed
 
 
+# ---------------------------------------------------------------- the floor
+def _engine_pairs(make: Callable[[], Any]) -> tuple[Breaker, Callable[[int], None]]:
+    """A guard on a fresh ledger and ``run(n)``: ``n`` admit+settle pairs through the engine, one session."""
+    guard = Breaker(budgets=[Budget(usd=10**6), Budget(usd=10**6, per="global")], ledger=make(), alerts=[],
+                    loops=None, telemetry=False)
+    usage = Usage(INPUT, 200)
+
+    def run(n: int) -> None:
+        with guard.session("floor"):
+            for _ in range(n):
+                guard.settle(guard.admit(call()), usage)
+
+    return guard, run
+
+
+def _ledger_pairs(guard: Breaker) -> Callable[[int], None]:
+    """``run(n)``: ``n`` reserve+settle pairs on ``guard``'s store itself, with what the engine passes it
+    (its counters, limits, worst case and call record: captured from one call through the engine)."""
+    store = guard.ledger.inner
+    seen: dict[str, Any] = {}
+
+    class Spy:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(store, name)
+
+        def reserve(self, ask: Any, now: float, **kw: Any) -> Any:
+            seen["ask"] = ask
+            return store.reserve(ask, now)
+
+        def settle(self, handle: Any, counters: Any, limits: Any, actual: Any, now: float, record: Any = None,
+                   **kw: Any) -> Any:
+            seen["settle"] = (counters, limits, actual, record)
+            return store.settle(handle, counters, limits, actual, now, record)
+
+    guard.ledger.inner = Spy()
+    with guard.session("floor-ledger"):
+        guard.settle(guard.admit(call()), Usage(INPUT, 200))
+    guard.ledger.inner = store
+    ask, (counters, limits, actual, record) = seen["ask"], seen["settle"]
+    clock = time.time
+
+    def run(n: int) -> None:
+        for _ in range(n):
+            grant = store.reserve(ask, clock())
+            store.settle(grant.handle, counters, limits, actual, clock(), record)
+
+    return run
+
+
+def _bare_redis(client: Any) -> Callable[[int], None]:
+    sha = client.script_load("return 1")
+
+    def run(n: int) -> None:
+        for _ in range(n):
+            client.evalsha(sha, 0)
+            client.evalsha(sha, 0)
+
+    return run
+
+
+def _bare_sqlite(path: str) -> Callable[[int], None]:
+    """Two transactions of one UPDATE each per call, on the ledger's own file, in the ledger's mode."""
+    import sqlite3
+
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("CREATE TABLE IF NOT EXISTS bench_floor(k INTEGER PRIMARY KEY, v INTEGER NOT NULL)")
+    conn.execute("INSERT OR IGNORE INTO bench_floor VALUES (1, 0)")
+
+    def run(n: int) -> None:
+        for _ in range(2 * n):
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("UPDATE bench_floor SET v = v + 1 WHERE k = 1")
+            conn.execute("COMMIT")
+
+    return run
+
+
+def _timed(run: Callable[[int], None], n: int) -> float:
+    t0 = time.perf_counter()
+    run(n)
+    return (time.perf_counter() - t0) / n
+
+
+def floor(name: str, make: Callable[[], Any], n: int, repeats: int, rclient: Any = None) -> None:
+    """The floor rows of one store: bare, engine, ledger alone, interleaved ``repeats`` times."""
+    guard, engine = _engine_pairs(make)
+    ledger = _ledger_pairs(guard)
+    store = guard.ledger.inner
+    bare = _bare_redis(store.client) if name == "Redis" else _bare_sqlite(store.path)
+    runs: dict[str, list[float]] = {"bare": [], "engine": [], "ledger": []}
+    server: dict[str, list[float]] = {"bare": [], "engine": [], "ledger": []}
+    for fn in (bare, engine, ledger):  # warm: connections open, scripts loaded, statements prepared
+        fn(max(n // 20, 20))
+    for _ in range(repeats):
+        for label, fn in (("bare", bare), ("engine", engine), ("ledger", ledger)):
+            if rclient is not None:
+                rclient.config_resetstat()
+            runs[label].append(_timed(fn, n))
+            if rclient is not None:
+                server[label].append(rclient.info("commandstats").get("cmdstat_evalsha", {}).get("usec_per_call", 0))
+    guard.ledger.close()
+    floor_us = statistics.median(runs["bare"]) * 1e6
+    print(f"  {name:8} {'two bare ' + ('EVALSHA' if name == 'Redis' else 'transactions'):>26} "
+          f"{spread([w * 1e6 for w in runs['bare']], '{:,.1f}'):>26} {'100%':>8}")
+    for label, what in (("engine", "admit+settle (engine)"), ("ledger", "reserve+settle (ledger)")):
+        us = [w * 1e6 for w in runs[label]]
+        print(f"  {'':8} {what:>26} {spread(us, '{:,.1f}'):>26} {floor_us / statistics.median(us):>8.0%}")
+    if rclient is not None:
+        print(f"  {'':8} Redis's own time per script (usec_per_call of evalsha): bare {statistics.median(server['bare']):.1f} us, "
+              f"breaker's {statistics.median(server['ledger']):.1f} us (reserve and settle alike)")
+
+
 # ---------------------------------------------------------------- report
 def spread(values: list[float], fmt: str) -> str:
     return f"{fmt.format(statistics.median(values))} ({fmt.format(min(values))}..{fmt.format(max(values))})"
@@ -259,6 +381,12 @@ def main() -> None:
                     stats = rclient.info("commandstats").get("cmdstat_evalsha", {})
                     print(f"  {'':8} {'':>7} Redis server CPU per script (reserve or settle): "
                           f"{stats.get('usec_per_call', 0):.1f} us")
+        print("\nthe floor: per call, single thread, interleaved with its peer (ratio: bare / breaker; "
+              "targets: Redis >= 60%, SQLite >= 40%)")
+        print(f"  {'ledger':8} {'':>26} {'us per call (wall)':>26} {'ratio':>8}")
+        for name in ("Redis", "SQLite"):
+            floor(name, makers[name], 400 if args.quick else 3_000, max(args.repeats, 3),
+                  rclient if name == "Redis" else None)
         print(f"\nthe race: spend a ${RACE_LIMIT_USD} global budget until it trips "
               f"({MODEL}, {INPUT} input tokens, max_tokens {CAP})")
         print(f"  {'ledger':8} {'racers':>14} {'overshoot $':>12} {'left when tripped $':>30} {'time s':>22}")

@@ -57,7 +57,8 @@ from ..errors import ConfigError, LedgerError
 __all__ = [
     "Ask", "CallRecord", "Counter", "Grant", "GrantRecord", "Hold", "Ledger", "LedgerBase", "LedgerDataError",
     "LedgerMisconfigured", "LedgerUnavailable", "Limit", "OutcomeRow", "Totals", "TripMark", "decide", "new_id",
-    "fit", "in_scope", "seconds", "storable", "storable_counters", "storable_record", "unstorable", "unstorable_key",
+    "RECORD_FIELDS", "fit", "in_scope", "record_dict", "seconds", "storable", "storable_counters", "storable_record",
+    "unstorable", "unstorable_key",
 ]
 
 Vec = tuple[int, int, int]  # (nano-USD, tokens, calls)
@@ -438,6 +439,16 @@ def storable_counters(counters: tuple[Counter, ...]) -> tuple[Counter, ...]:
 
 _TEXT_FIELDS = tuple(f.name for f in fields(CallRecord) if f.name in (
     "session", "feature", "user", "model", "provider", "outcome", "tripped", "price_variant"))
+
+
+RECORD_FIELDS = tuple(f.name for f in fields(CallRecord))
+"""``CallRecord``'s fields in order: the columns of SQLite's ``records``, the keys of Redis's JSON."""
+
+
+def record_dict(record: CallRecord) -> dict[str, Any]:
+    """``record``'s fields by name, as a store keeps them: read one by one, where ``dataclasses.asdict``
+    deep-copies every value first (on every settlement)."""
+    return {name: getattr(record, name) for name in RECORD_FIELDS}
 
 
 def storable_record(record: CallRecord) -> CallRecord:

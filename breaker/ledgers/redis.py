@@ -16,7 +16,9 @@ if even its input does not fit); settled counters saturate below 2**63.
 Keys (``P`` = ``prefix`` + ``{tag}:``):
 
 * ``P c:<window>:<key>`` -- a hash: settled ``s0 s1 s2``, reserved
-  ``r0 r1 r2``, trip markers ``t0 t1 t2``, and for rolling windows one field
+  ``r0 r1 r2``, trip markers ``t0 t1 t2``, the holds hint ``x`` (no
+  reservation in ``h`` expires before it: until then a script reads no
+  sorted set; see ``redis_lua.expire``), and for rolling windows one field
   per bucket and metric (``<start>:<metric>``).
 * ``P b:<window>:<key>`` -- rolling windows only: a sorted set of bucket starts.
 * ``P h:<window>:<key>`` -- a sorted set of reservations (``id|usd|tokens|calls``
@@ -84,7 +86,6 @@ import json
 import logging
 import threading
 import time
-from dataclasses import asdict
 from datetime import timedelta
 from typing import Any, Iterable, Sequence
 
@@ -95,8 +96,8 @@ from ..checks import whole
 from ..redact import scrub
 from . import redis_lua as lua
 from .base import (Ask, CallRecord, Counter, Grant, GrantRecord, Hold, LedgerBase, LedgerMisconfigured,
-                   LedgerUnavailable, Limit, OutcomeRow, Totals, TripMark, Vec, fit, in_scope, new_id, seconds, storable,
-                   storable_counters, storable_record, unstorable, unstorable_key)
+                   LedgerUnavailable, Limit, OutcomeRow, Totals, TripMark, Vec, fit, in_scope, new_id, record_dict, seconds,
+                   storable, storable_counters, storable_record, unstorable, unstorable_key)
 from .redis_checks import classify, refuse_eviction, require_deadline, server_facts
 
 try:
@@ -310,18 +311,25 @@ class Redis(LedgerBase):
             self._verified = False  # the server may come back as another one (restarted, reconfigured)
 
     def _keys(self, counters: Iterable[Counter]) -> list[str]:
+        """The scripts' keys of ``counters``: each one's hash (``c``) and reservations (``h``), then the
+        bucket set (``b``) of each one with a rolling window (a lifetime counter has none to send)."""
         p = self._p
-        out = []
+        out, buckets = [], []
         for c in counters:
             name = f"{c.window}:{c.key}"
-            out += [f"{p}c:{name}", f"{p}b:{name}", f"{p}h:{name}"]
-        return out
+            out += [f"{p}c:{name}", f"{p}h:{name}"]
+            if c.window:
+                buckets.append(f"{p}b:{name}")
+        return out + buckets
+
+    def _hashes(self, counters: Iterable[Counter]) -> list[str]:
+        return [f"{self._p}c:{c.window}:{c.key}" for c in counters]
 
     @staticmethod
-    def _horizon(c: Counter, now: float) -> str:
+    def _horizon(c: Counter, now: float) -> float:
         # Computed here, in Python floats, so a bucket leaves the window at exactly the same
         # instant as in Memory and SQLite (``bucket_start + bucket + window <= now``).
-        return repr(now - c.window - bucket_seconds(c.window)) if c.window else "0"
+        return now - c.window - bucket_seconds(c.window) if c.window else 0.0
 
     @staticmethod
     def _keep_ms(c: Counter) -> int:
@@ -346,13 +354,13 @@ class Redis(LedgerBase):
         f, p = ask.fixed, ask.per_unit
         hid = hold_id or new_id()
         ttl = min(max(ask.ttl if ask.ttl is not None else self.hold_ttl, 0.0), MAX_HOLD)
-        args: list[Any] = [repr(now), hid, repr(now + ttl), len(ask.counters), len(ask.limits), ask.units_max,
-                           ask.units_min, 1 if ask.patient else 0, *ask.fixed, *ask.per_unit]
+        nums: list[Any] = [now, now + ttl, ask.units_max, ask.units_min, 1 if ask.patient else 0, *ask.fixed,
+                           *ask.per_unit, len(ask.counters), len(ask.limits)]
         for c in ask.counters:
-            args += [c.window, self._horizon(c, now), self._keep_ms(c)]
+            nums += [c.window, self._horizon(c, now), self._keep_ms(c)]
         for lim in ask.limits:
-            args += [lim.counter, lim.metric, lim.limit]
-        out = self._run("reserve", self._keys(ask.counters), args, "reserve a budget")
+            nums += [lim.counter, lim.metric, lim.limit]
+        out = self._run("reserve", self._keys(ask.counters), [_numbers(nums), hid], "reserve a budget")
         status = out[0].decode() if isinstance(out[0], bytes) else out[0]
         grant = Grant(status, units=int(out[1]), blocked=int(out[2]), settled=tuple(int(x) for x in out[4:]),
                       reserved=int(out[3]))
@@ -385,16 +393,15 @@ class Redis(LedgerBase):
                 member = f"{hold_id}|{handle.amount[0]}|{handle.amount[1]}|{handle.amount[2]}"
         rec = ""
         if record is not None and self.wants_records:
-            rec = json.dumps(asdict(storable_record(record)), separators=(",", ":"))
-        args: list[Any] = [repr(now), hold_id, member, len(counters), len(limits), *actual, self.keep_ops_ms, rec,
-                           self.keep_records]
+            rec = json.dumps(record_dict(storable_record(record)), separators=(",", ":"))
+        nums: list[Any] = [now, len(counters), len(limits), *actual, self.keep_ops_ms, self.keep_records]
         for c in counters:
             b = bucket_seconds(c.window)
-            args += [c.window, self._horizon(c, now), self._keep_ms(c), int(now // b) * b if c.window else 0]
+            nums += [c.window, self._horizon(c, now), self._keep_ms(c), int(now // b) * b if c.window else 0]
         for lim in limits:
-            args += [lim.counter, lim.metric]
+            nums += [lim.counter, lim.metric]
         keys = self._keys(counters) + [f"{self._p}op:{op}", f"{self._p}records"]
-        out = self._run("settle", keys, args, "record a settlement")
+        out = self._run("settle", keys, [_numbers(nums), hold_id, member, rec], "record a settlement")
         return tuple(int(x) for x in out)
 
     def trip(self, counter: Counter, metric: int, needed: int, now: float) -> None:
@@ -424,7 +431,7 @@ class Redis(LedgerBase):
         args: list[Any] = [len(counters), *amount, data, max(self.keep_records, 1)]
         for c in counters:
             args += [c.window, f"{c.window}|{c.key}"]
-        keys = self._keys(counters)[::3] + [f"{self._p}grants", f"{self._p}trips"]
+        keys = self._hashes(counters) + [f"{self._p}grants", f"{self._p}trips"]
         raised, lifted = self._run("grant", keys, args, "record a grant")
         return GrantRecord(now, scope, *amount, by, int(raised), int(lifted))
 
@@ -452,7 +459,7 @@ class Redis(LedgerBase):
         if not counters:
             return []
         v = [x.decode() if isinstance(x, bytes) else x
-             for x in self._run("marks", self._keys(counters)[::3], [], "read trip markers")]
+             for x in self._run("marks", self._hashes(counters), [], "read trip markers")]
         out = []
         for i, c in enumerate(counters):
             f = v[12 * i:12 * i + 12]
@@ -466,10 +473,10 @@ class Redis(LedgerBase):
         counters = storable_counters(tuple(counters))
         if not counters:
             return []
-        args: list[Any] = [repr(now)]
+        nums: list[Any] = [now]
         for c in counters:
-            args += [c.window, self._horizon(c, now)]
-        out = [int(x) for x in self._run("read", self._keys(counters), args, "read budgets")]
+            nums += [c.window, self._horizon(c, now)]
+        out = [int(x) for x in self._run("read", self._keys(counters), [_numbers(nums)], "read budgets")]
         return [Totals(tuple(out[9 * i:9 * i + 3]), tuple(out[9 * i + 3:9 * i + 6]),  # type: ignore[arg-type]
                        tuple(out[9 * i + 6:9 * i + 9]))  # type: ignore[arg-type]
                 for i in range(len(counters))]
@@ -484,7 +491,7 @@ class Redis(LedgerBase):
             if hold.amount is None:
                 continue
             renewed.append(hold)
-            hkeys = self._keys(storable_counters(counters))[2::3]
+            hkeys = self._keys(storable_counters(counters))[1:2 * len(counters):2]
             keys += hkeys
             args += [f"{hold.id}|{hold.amount[0]}|{hold.amount[1]}|{hold.amount[2]}",
                      repr(now + min(ttl, MAX_HOLD)), len(hkeys)]
@@ -545,3 +552,10 @@ class Redis(LedgerBase):
             self.client.close()
         except Exception:  # pragma: no cover - closing a broken connection
             pass
+
+
+def _numbers(values: list[Any]) -> str:
+    """A script's numbers as its one first argument, a JSON array (``cjson.decode`` in ``redis_lua``): one
+    string to pack and send rather than an argument each, which is most of what a client spends on a
+    call, and numbers that arrive in Lua as numbers. Floats keep every digit (``repr``)."""
+    return json.dumps(values, separators=(",", ":"))

@@ -38,7 +38,6 @@ import sqlite3
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import asdict
 from datetime import timedelta
 from typing import Any, Iterable, Iterator, Sequence
 
@@ -46,10 +45,12 @@ from ..budgets import bucket_seconds, parse_window
 from ..checks import seconds as checked_seconds
 from ..forks import after_fork
 from .base import (Ask, CallRecord, Counter, Grant, GrantRecord, Hold, LedgerBase, LedgerDataError,
-                   LedgerMisconfigured, LedgerUnavailable, Limit, OutcomeRow, Totals, TripMark, Vec, decide, fit,
-                   new_id, seconds, storable, storable_counters, storable_record, unstorable, unstorable_key)
+                   LedgerMisconfigured, LedgerUnavailable, Limit, OutcomeRow, Totals, TripMark, Vec, RECORD_FIELDS,
+                   decide, fit, new_id, seconds, storable, storable_counters, storable_record, unstorable,
+                   unstorable_key)
+from .sqlite_schema import RECORD_SQL, SCHEMA, STORE_SQL, VERSION, load_sql, pairs, record_row, upgrade
 
-__all__ = ["MAX_INT", "SQLite", "abandon", "connect"]
+__all__ = ["MAX_INT", "SQLite", "VERSION", "abandon", "connect"]
 
 log = logging.getLogger("breaker")
 
@@ -106,49 +107,6 @@ def _corrupt(e: sqlite3.Error) -> bool:
     text = str(e)
     return "malformed" in text or "not a database" in text or "corrupt" in text
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS counters(
-    key TEXT NOT NULL, win INTEGER NOT NULL,
-    s0 INTEGER NOT NULL, s1 INTEGER NOT NULL, s2 INTEGER NOT NULL,
-    r0 INTEGER NOT NULL, r1 INTEGER NOT NULL, r2 INTEGER NOT NULL,
-    t0 INTEGER, t1 INTEGER, t2 INTEGER,
-    touched REAL NOT NULL,
-    PRIMARY KEY (key, win)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS buckets(
-    key TEXT NOT NULL, win INTEGER NOT NULL, start INTEGER NOT NULL,
-    v0 INTEGER NOT NULL, v1 INTEGER NOT NULL, v2 INTEGER NOT NULL,
-    PRIMARY KEY (key, win, start)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS holds(
-    id TEXT PRIMARY KEY, expires REAL NOT NULL,
-    a0 INTEGER NOT NULL, a1 INTEGER NOT NULL, a2 INTEGER NOT NULL, ctrs TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS holds_expires ON holds(expires);
-CREATE TABLE IF NOT EXISTS ops(id TEXT PRIMARY KEY, at REAL NOT NULL);
-CREATE INDEX IF NOT EXISTS ops_at ON ops(at);
-CREATE TABLE IF NOT EXISTS records(
-    at REAL NOT NULL, session TEXT NOT NULL, feature TEXT, user TEXT, model TEXT NOT NULL, provider TEXT,
-    input_tokens INTEGER, output_tokens INTEGER, cache_read_tokens INTEGER, cache_write_tokens INTEGER,
-    reasoning_tokens INTEGER, cost_nano INTEGER, outcome TEXT, degraded INTEGER, tripped TEXT, tags TEXT,
-    price_variant TEXT);
-CREATE INDEX IF NOT EXISTS records_at ON records(at);
-CREATE TABLE IF NOT EXISTS outcomes(
-    id TEXT PRIMARY KEY, at REAL NOT NULL, session TEXT NOT NULL, feature TEXT, user TEXT, name TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS outcomes_at ON outcomes(at);
-CREATE TABLE IF NOT EXISTS granted(
-    key TEXT NOT NULL, win INTEGER NOT NULL, g0 INTEGER NOT NULL, g1 INTEGER NOT NULL, g2 INTEGER NOT NULL,
-    PRIMARY KEY (key, win)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS grants(
-    at REAL NOT NULL, scope TEXT NOT NULL, usd INTEGER NOT NULL, tokens INTEGER NOT NULL, calls INTEGER NOT NULL,
-    by TEXT NOT NULL, counters INTEGER NOT NULL, lifted INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS trip_log(
-    key TEXT NOT NULL, win INTEGER NOT NULL, metric INTEGER NOT NULL, at REAL NOT NULL,
-    PRIMARY KEY (key, win, metric)) WITHOUT ROWID;
-"""
-# Grants and trip times are tables of their own, not columns of ``counters``: a process of an older
-# version sharing the file keeps writing its rows as it always did.
-
-_RECORD_FIELDS = tuple(CallRecord.__dataclass_fields__)
-
-
 class SQLite(LedgerBase):
     """Counters, call records and outcomes in a SQLite file (WAL mode).
 
@@ -188,8 +146,8 @@ class SQLite(LedgerBase):
         after_fork(self)
         try:
             with self._errors("open"):
-                conn = self._conn(_SCHEMA)
-                self._add_columns(conn)
+                conn = self._conn(SCHEMA)
+                upgrade(conn, self._write)
         except LedgerUnavailable as e:
             if e.state != "corrupt" or not isinstance(e.__cause__, sqlite3.DatabaseError) or \
                     "not a database" not in str(e.__cause__):
@@ -202,27 +160,6 @@ class SQLite(LedgerBase):
 
     def __repr__(self) -> str:
         return f"SQLite({self.path!r})"
-
-    def _add_columns(self, conn: sqlite3.Connection) -> None:
-        """A file written by an older version: add ``CallRecord``'s newer fields as columns. Under the
-        write lock, columns read again inside it: processes opening the file at once add each once."""
-        if not self._missing_columns(conn):
-            return
-        with self._write:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                for name in self._missing_columns(conn):
-                    conn.execute(f"ALTER TABLE records ADD COLUMN {name}")
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-
-    @staticmethod
-    def _missing_columns(conn: sqlite3.Connection) -> list[str]:
-        columns = {row[1] for row in conn.execute("PRAGMA table_info(records)")}
-        return [name for name in _RECORD_FIELDS if name not in columns]
 
     def _after_fork(self) -> None:
         """In a forked child: never touch the parent's connections (not even to close them); open new ones."""
@@ -324,12 +261,7 @@ class SQLite(LedgerBase):
         granted), expired buckets dropped."""
         found = {
             (row[0], row[1]): list(row[2:])
-            for row in conn.execute(
-                "SELECT c.key, c.win, s0, s1, s2, r0, r1, r2, t0, t1, t2, coalesce(g0, 0), coalesce(g1, 0), "
-                "coalesce(g2, 0) FROM counters AS c LEFT JOIN granted AS g ON g.key = c.key AND g.win = c.win "
-                f"WHERE (c.key, c.win) IN (VALUES {', '.join(['(?, ?)'] * len(counters))})",
-                [x for c in counters for x in (c.key, c.window)],
-            )
+            for row in conn.execute(load_sql(len(counters)), [x for c in counters for x in (c.key, c.window)])
         } if counters else {}
         rows = []
         for c in counters:
@@ -349,10 +281,9 @@ class SQLite(LedgerBase):
 
     @staticmethod
     def _store(conn: sqlite3.Connection, counters: tuple[Counter, ...], rows: list[list[Any]], now: float) -> None:
-        conn.executemany(
-            "INSERT OR REPLACE INTO counters VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [(c.key, c.window, *vals[:9], now) for c, vals in zip(counters, rows)],
-        )
+        """Write the rows ``_load`` read (and the caller changed) back: one prepared statement, run per counter.
+        An update in place, not ``INSERT OR REPLACE`` (a delete and an insert)."""
+        conn.executemany(STORE_SQL, [(c.key, c.window, *vals[:9], now) for c, vals in zip(counters, rows)])
 
     # ------------------------------------------------------------------ protocol
     def reserve(self, ask: Ask, now: float, *, hold_id: str | None = None) -> Grant:
@@ -362,6 +293,7 @@ class SQLite(LedgerBase):
             self._purge_holds(conn, now)
             rows = self._load(conn, ask.counters, now)
             state = []
+            changed = False  # a refusal writes the rows back only if reading them changed them
             for lim in ask.limits:
                 vals = rows[lim.counter]
                 m = lim.metric
@@ -371,6 +303,7 @@ class SQLite(LedgerBase):
                 if needed is not None:
                     if ask.counters[lim.counter].window and s + needed <= lim.limit:
                         vals[6 + m] = None
+                        changed = True
                     else:
                         blocked = True
                 state.append((s, vals[3 + m], blocked))
@@ -393,7 +326,9 @@ class SQLite(LedgerBase):
                     (hid, now + ttl, *amount, json.dumps([[c.key, c.window] for c in ask.counters])),
                 )
                 grant.handle = Hold(hid, amount)
-            self._store(conn, ask.counters, rows, now)
+                changed = True
+            if changed or any(c.window for c in ask.counters):  # a window's expired buckets were dropped
+                self._store(conn, ask.counters, rows, now)
             return grant
 
     def settle(
@@ -415,11 +350,24 @@ class SQLite(LedgerBase):
         actual = (min(actual[0], MAX_INT), min(actual[1], MAX_INT), min(actual[2], MAX_INT))
         with self._tx("record a settlement") as conn:
             fresh = conn.execute("INSERT OR IGNORE INTO ops VALUES (?, ?)", (op, now)).rowcount == 1
-            if fresh and handle is not None:
-                held = conn.execute("DELETE FROM holds WHERE id = ? RETURNING a0, a1, a2, ctrs", (handle.id,)).fetchone()
-                if held is not None:  # None: it expired (and was given back) or was never made
-                    _unhold(conn, json.loads(held[3]), held[:3])
+            held = None
+            if fresh and handle is not None:  # None: it expired (and was given back) or was never made
+                held = conn.execute("DELETE FROM holds WHERE id = ? RETURNING a0, a1, a2, ctrs", (handle.id,)
+                                    ).fetchone()
             rows = self._load(conn, counters, now)
+            if held is not None:  # given back on the rows read here; on any other counter it held, in place
+                at = {(c.key, c.window): vals for c, vals in zip(counters, rows)}
+                others = []
+                for key, win in json.loads(held[3]):
+                    vals = at.get((key, win))
+                    if vals is None:
+                        others.append([key, win])
+                    else:
+                        vals[3] -= held[0]
+                        vals[4] -= held[1]
+                        vals[5] -= held[2]
+                if others:
+                    _unhold(conn, others, held[:3])
             if fresh:
                 sat = self._saturate
                 for c, vals in zip(counters, rows):
@@ -435,10 +383,7 @@ class SQLite(LedgerBase):
                             (c.key, c.window, int(now // b) * b, *actual),
                         )
                 if record is not None:
-                    r = asdict(storable_record(record))
-                    r["tags"] = json.dumps(r["tags"]) if r["tags"] else None
-                    conn.execute(f"INSERT INTO records({', '.join(_RECORD_FIELDS)}) VALUES ({', '.join('?' * len(_RECORD_FIELDS))})",
-                                 tuple(r[f] for f in _RECORD_FIELDS))
+                    conn.execute(RECORD_SQL, record_row(storable_record(record)))
                 if now >= self._next_prune:
                     self._next_prune = now + 600
                     conn.execute("DELETE FROM ops WHERE at < ?", (now - self.keep_ops,))
@@ -487,7 +432,7 @@ class SQLite(LedgerBase):
             wanted = list(storable_counters(tuple(counters)))
             if not wanted:
                 return []
-            where = f"(c.key, c.win) IN (VALUES {', '.join(['(?, ?)'] * len(wanted))})"
+            where = pairs(len(wanted), "c")
             args = [x for c in wanted for x in (c.key, c.window)]
         with self._errors("read trip markers"):
             conn = self._conn()
@@ -495,7 +440,7 @@ class SQLite(LedgerBase):
                 "SELECT c.key, c.win, s0, s1, s2, t0, t1, t2, coalesce(g0, 0), coalesce(g1, 0), coalesce(g2, 0) "
                 f"FROM counters AS c LEFT JOIN granted AS g ON g.key = c.key AND g.win = c.win WHERE {where}",
                 args).fetchall()
-            only = f" WHERE (key, win) IN (VALUES {', '.join(['(?, ?)'] * len(rows))})" if counters is not None else ""
+            only = f" WHERE {pairs(len(rows), 'trip_log')}" if counters is not None else ""
             at = {(k, w, m): t for k, w, m, t in conn.execute(
                 "SELECT key, win, metric, at FROM trip_log" + only, [x for r in rows for x in r[:2]] if only else [])
                   } if rows else {}
@@ -535,11 +480,11 @@ class SQLite(LedgerBase):
     def records(self, since: float | None = None) -> list[CallRecord]:
         with self._errors("read call records"):
             rows = self._conn().execute(
-                f"SELECT {', '.join(_RECORD_FIELDS)} FROM records WHERE at >= ? ORDER BY at, rowid",
+                f"SELECT {', '.join(RECORD_FIELDS)} FROM records WHERE at >= ? ORDER BY at, rowid",
                 (since if since is not None else float("-inf"),)).fetchall()
         out = []
         for row in rows:
-            d = dict(zip(_RECORD_FIELDS, row))
+            d = dict(zip(RECORD_FIELDS, row))
             d["degraded"] = bool(d["degraded"])
             d["tags"] = json.loads(d["tags"]) if d["tags"] else {}
             out.append(CallRecord(**d))
@@ -574,3 +519,4 @@ def _unhold(conn: sqlite3.Connection, ctrs: list[list[Any]], amount: Any) -> Non
         "UPDATE counters SET r0 = r0 - ?, r1 = r1 - ?, r2 = r2 - ? WHERE key = ? AND win = ?",
         [(amount[0], amount[1], amount[2], key, win) for key, win in ctrs],
     )
+
