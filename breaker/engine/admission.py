@@ -41,13 +41,14 @@ if TYPE_CHECKING:
     from ..loops import LoopPolicy
     from ..session import Session
 
-__all__ = ["DEFAULT_OUTPUT_BOUND", "Admission"]
+__all__ = ["DEFAULT_OUTPUT_BOUND", "NO_PATCH", "Admission"]
 
 DEFAULT_OUTPUT_BOUND = 131_072
 """Worst-case output tokens for a request with no output cap, for a model of unknown maximum output
 and unknown context window."""
 
-_NO_PATCH = Patch()
+NO_PATCH = Patch()
+"""The patch of a call sent as written (one object, so that settlement can tell by identity)."""
 _ZERO = (0, 0, 0)
 
 
@@ -82,13 +83,14 @@ class Admission:
     def admit(self, call: Call, session: Session | None = None) -> Ticket:
         if session is None:
             session = self.current() or self.anonymous()
-        force = self.precheck(call, session)
+        now = self.clock()  # read once for the loop checks and the reservation
+        force = self.precheck(call, session, now)
         routed = None if self.route is None else self.routed(call)
-        ticket = self.step(call, session, force, False, routed)
+        ticket = self.step(call, session, force, False, routed, now)
         if ticket is None:
             for delay, final in self.retries():
                 time.sleep(delay)
-                ticket = self.step(call, session, force, final, routed)
+                ticket = self.step(call, session, force, final, routed, self.clock())
                 if ticket is not None:
                     break
         return ticket  # type: ignore[return-value]
@@ -98,13 +100,14 @@ class Admission:
         round trip runs in a worker thread, so the loop keeps serving other tasks meanwhile."""
         if session is None:
             session = self.current() or self.anonymous()
-        force = self.precheck(call, session)
+        now = self.clock()
+        force = self.precheck(call, session, now)
         routed = None if self.route is None else self.routed(call)
-        ticket = await self._step_async(call, session, force, False, routed)
+        ticket = await self._step_async(call, session, force, False, routed, now)
         if ticket is None:
             for delay, final in self.retries():
                 await asyncio.sleep(delay)
-                ticket = await self._step_async(call, session, force, final, routed)
+                ticket = await self._step_async(call, session, force, final, routed, self.clock())
                 if ticket is not None:
                     break
         return ticket  # type: ignore[return-value]
@@ -124,23 +127,23 @@ class Admission:
             delay = min(delay * 2, 0.05)
 
     async def _step_async(
-        self, call: Call, session: Session, force: bool, final: bool, routed: str | None = None,
+        self, call: Call, session: Session, force: bool, final: bool, routed: str | None, now: float,
     ) -> Ticket | None:
         if not self.offload.blocking:
-            return self.step(call, session, force, final, routed)
+            return self.step(call, session, force, final, routed, now)
         return await self.offload.run(  # type: ignore[no-any-return]
-            "admit", functools.partial(self.step, call, session, force, final, routed), orphan=self.release)
+            "admit", functools.partial(self.step, call, session, force, final, routed, now), orphan=self.release)
 
-    def precheck(self, call: Call, session: Session) -> bool:
+    def precheck(self, call: Call, session: Session, now: float) -> bool:
         """Sticky trips and loop checks (before any budget). Returns whether to force degradation."""
         state = session.state
         if state.tripped is not None or session.ancestors:  # the common case, a live top session, inline
             raise_if_tripped(session)
         if self.loops is None or session.anonymous:  # loop detection is per agent run: sessions only
             return False
-        found = self.loops.check(state.loops, call, self.clock())
+        found = self.loops.check(state.loops, call, now)
         if found is not None:
-            self.stops.loop(found, session, call, self.clock())
+            self.stops.loop(found, session, call, now)
             call.attrs[LOOP_FLAG] = found.signal  # not killed: sent past the verdict (warn, degrade)
         return state.loop_degrade
 
@@ -170,7 +173,7 @@ class Admission:
         """What to change in the request: the route's model, and on top of it the degrade
         (whose ``model_map`` is then read for the routed model: the model being sent)."""
         if not degraded:
-            return _NO_PATCH if routed is None else Patch(routed)
+            return NO_PATCH if routed is None else Patch(routed)
         patch = self.degrade.patch(call)  # type: ignore[union-attr]
         if routed is None:
             return patch
@@ -185,18 +188,17 @@ class Admission:
         self.notifier.unknown_price(model, provider, session)
 
     def step(
-        self, call: Call, session: Session, force_degrade: bool, final: bool, routed: str | None = None,
+        self, call: Call, session: Session, force_degrade: bool, final: bool, routed: str | None, now: float,
     ) -> Ticket | None:
-        """One reservation attempt: a ticket, ``None`` (busy: wait and try again) or a refusal."""
+        """One reservation attempt at ``now``: a ticket, ``None`` (busy: wait and try again) or a refusal."""
         plan = session.plan or self.plans.of(session)
         state = session.state
         degrade = self.degrade
         degraded = (force_degrade or state.degrade_hint) and degrade is not None
-        now = self.clock()
         provider = call.provider
         for _attempt in (0, 1):
             if routed is None:
-                patch = degrade.patch(call) if degraded else _NO_PATCH  # type: ignore[union-attr]
+                patch = degrade.patch(call) if degraded else NO_PATCH  # type: ignore[union-attr]
             else:
                 patch = self.patch(call, routed, degraded)
             model = patch.model or call.model

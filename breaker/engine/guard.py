@@ -190,6 +190,7 @@ class Breaker:
         """
         cls = type(self)
         direct = {"inflight": self._inflight.get, "sending": functools.partial(_Sending, self._inflight),
+                  "current_session": self._sessions.now,
                   "admit": self._admission.admit,
                   "admit_async": self._admission.admit_async, "settle": self._settlement.settle,
                   "settle_async": self._settlement.settle_async}

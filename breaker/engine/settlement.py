@@ -25,6 +25,7 @@ from ..usage import Usage
 from .notify import Notifier
 from .offload import Offload
 from .plan import Plan, Plans
+from .admission import NO_PATCH
 from .records import call_record
 from .trips import Stops
 
@@ -77,12 +78,17 @@ class Settlement:
             price = self.prices.lookup(ticket.model, call.provider, None, ticket.served, call.strict_provider) or price
         session = ticket.session
         if usage is not None:
-            cost = _held(price.cost(usage), ticket.model) if price is not None else None
+            if price is not None:
+                cost = price.cost(usage)
+                if cost > MAX_NANO:
+                    cost = _held(cost, ticket.model)
+            else:
+                cost = None
             actual = (cost or 0, usage.input_tokens + usage.output_tokens, 1 if sent else 0)
             call = ticket.call
             if call.learn is not None and sent:
                 patch = ticket.patch
-                if patch.keep_last_messages is None and patch.hook is None and (
+                if patch is NO_PATCH or patch.keep_last_messages is None and patch.hook is None and (
                     patch.model is None or same_tokenizer(call.model, patch.model)
                 ):  # sent as described (or to a model that counts the same): its report holds
                     try:
@@ -107,7 +113,8 @@ class Settlement:
         if self.loops is not None and sent and not session.anonymous:
             found = self.loops.observe(
                 session.state.loops, ticket.call,
-                Outcome(error is None and usage is not None, usage, cost, tuple(tool_calls), error), now,
+                Outcome(error is None and usage is not None, usage, cost,
+                        tool_calls if tool_calls.__class__ is tuple else tuple(tool_calls), error), now,
             )
             if found is not None:
                 notifier = self.notifier
@@ -188,7 +195,8 @@ class Settlement:
 
 def _held(cost: int, model: str) -> int:
     """``cost``, or the most a ledger holds: a sent call's charge is recorded, never dropped
-    for being too large (admission refuses requests whose worst case is larger)."""
+    for being too large (admission refuses requests whose worst case is larger). Called only
+    past that maximum."""
     if cost <= MAX_NANO:
         return cost
     log.error("breaker: a %r call cost more than a ledger holds (2^63 nano-USD); recorded as that maximum", model)

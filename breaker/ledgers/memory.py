@@ -137,35 +137,64 @@ class Memory(LedgerBase):
         return hit[1]
 
     def reserve(self, ask: Ask, now: float) -> Grant:
+        """The worst case reserved on every counter, or the refusal, in one atomic step.
+
+        The usual call fits whole: no trip marker on its counters, and every limit has room for
+        ``units_max`` beside the settled and reserved amounts. That is checked first, in one pass
+        with no intermediate list, and it is exactly when ``decide`` grants ``units_max``; anything
+        else (a trip marker, a cut, a refusal) is answered by ``decide`` (tests/ledgers/test_memory_fast.py).
+        """
         with self._lock:
             ctrs = self._resolve(ask.counters, now)
-            state = []
-            for lim in ask.limits:
-                ctr = ctrs[lim.counter]
-                m = lim.metric
-                s = ctr.settled[m]
-                if ctr.granted is not None:
-                    s -= ctr.granted[m]
-                trips = ctr.trips
-                blocked = False
-                if trips and m in trips:
-                    if ctr.window and s + trips[m] <= lim.limit:
-                        del trips[m]
-                    else:
-                        blocked = True
-                state.append((s, ctr.reserved[m], blocked))
-            grant = decide(ask, state)
-            if grant.status == "ok":
+            f, p, units = ask.fixed, ask.per_unit, ask.units_max
+            worst = (f[0] + p[0] * units, f[1] + p[1] * units, f[2] + p[2] * units)
+            settled: list[int] | None = [] if units >= ask.units_min else None
+            if settled is not None:
+                for lim in ask.limits:
+                    ctr = ctrs[lim.counter]
+                    m = lim.metric
+                    s = ctr.settled[m] if ctr.granted is None else ctr.settled[m] - ctr.granted[m]
+                    if ctr.trips or s + ctr.reserved[m] + worst[m] > lim.limit:
+                        settled = None
+                        break
+                    settled.append(s)
+            if settled is not None:
+                grant = Grant("ok", units, -1, tuple(settled))
+            else:
+                grant = decide(ask, self._state(ask, ctrs))
+                if grant.status != "ok":
+                    return grant
                 units = grant.units
-                f, p = ask.fixed, ask.per_unit
-                usd, tokens, calls = f[0] + p[0] * units, f[1] + p[1] * units, f[2] + p[2] * units
-                for ctr in ctrs:
-                    r = ctr.reserved
-                    r[0] += usd
-                    r[1] += tokens
-                    r[2] += calls
-                grant.handle = (ctrs, usd, tokens, calls)
+                worst = (f[0] + p[0] * units, f[1] + p[1] * units, f[2] + p[2] * units)
+            usd, tokens, calls = worst
+            for ctr in ctrs:
+                r = ctr.reserved
+                r[0] += usd
+                r[1] += tokens
+                r[2] += calls
+            grant.handle = (ctrs, usd, tokens, calls)
             return grant
+
+    @staticmethod
+    def _state(ask: Ask, ctrs: list[_Ctr]) -> list[tuple[int, int, bool]]:
+        """``decide``'s view of the limits: ``(settled less granted, reserved, a trip marker blocks)`` each;
+        a rolling window's marker is lifted once the window has room for what the tripped call needed."""
+        state = []
+        for lim in ask.limits:
+            ctr = ctrs[lim.counter]
+            m = lim.metric
+            s = ctr.settled[m]
+            if ctr.granted is not None:
+                s -= ctr.granted[m]
+            trips = ctr.trips
+            blocked = False
+            if trips and m in trips:
+                if ctr.window and s + trips[m] <= lim.limit:
+                    del trips[m]
+                else:
+                    blocked = True
+            state.append((s, ctr.reserved[m], blocked))
+        return state
 
     def settle(
         self,

@@ -134,18 +134,17 @@ class LoopPolicy:
         lock = state.lock
         lock.acquire()  # this runs on every call: acquire/release costs half of a `with` block
         try:
-            pending = state.pending
-            # self.detectors.check(state, call, now), inlined: one Python call less on every call
+            # A verdict held since the last call comes first, and wins ties: then
+            # self.detectors.check(state, call, now), inlined (one Python call less on every call).
+            found = state.pending
+            if found is not None:
+                state.pending = None
             detectors = self.detectors
-            found = None
             for check in (detectors._checks if state._open or state.last_error_at is not None
                           else detectors._calm_checks):
                 verdict = check(state, call, now)
                 if verdict is not None:
-                    found = verdict if found is None else _worst(found, verdict)
-            if pending is not None:
-                state.pending = None
-                found = _worst(pending, found)
+                    found = _worst(found, verdict)
             if found is None or found.action != "kill":
                 state.calls += 1
             return found

@@ -80,9 +80,11 @@ def run_sync(guard: Guard, adapter: Adapter, wrapped: Callable[..., Any], args: 
     attempt = Attempt.begin(guard, adapter, kwargs)
     if attempt is None:
         return wrapped(*args, **kwargs)
-    settle_stopped(guard)  # streams this code stopped reading: billed what arrived, never waited for
+    session = guard.current_session()  # read once: admission is handed it
+    if session.state.streams or session.ancestors:  # streams this code stopped reading: billed what arrived,
+        settle_stopped(session)  # never waited for
     try:
-        ticket = guard.admit(attempt.call)
+        ticket = guard.admit(attempt.call, session)
     except Tripped as trip:
         raise _refusal(guard, trip)  # noqa: B904 - the trip is its cause
     send = _request(guard, attempt, ticket)
@@ -109,9 +111,11 @@ async def run_async(
     attempt = Attempt.begin(guard, adapter, kwargs)
     if attempt is None:
         return await wrapped(*args, **kwargs)
-    await settle_stopped_async(guard)  # as in run_sync
+    session = guard.current_session()  # as in run_sync
+    if session.state.streams or session.ancestors:
+        await settle_stopped_async(session)
     try:
-        ticket = await guard.admit_async(attempt.call)
+        ticket = await guard.admit_async(attempt.call, session)
     except Tripped as trip:
         raise _refusal(guard, trip)  # noqa: B904 - the trip is its cause
     send = _request(guard, attempt, ticket)

@@ -117,7 +117,8 @@ def service_tier(value: Any) -> tuple[tuple[str, str], ...] | None:
 
 
 def _served(response: Any) -> tuple[tuple[str, str], ...] | None:
-    return service_tier(getattr(response, "service_tier", None))
+    tier = getattr(response, "service_tier", None)
+    return None if tier is None else service_tier(tier)  # most responses name none: no call then
 
 
 def _chat_usage(u: Any, tool_calls: int) -> Usage:
@@ -217,10 +218,11 @@ class ChatAdapter(Adapter):
             choices = kwargs.get("n")
             if choices is not None and choices.__class__ not in SENTINELS and choices:
                 cap = cap * choices
+        tier = kwargs.get("service_tier")
         return Call(
             model, self.provider, bound, cap, fp, tool_names(tools) if tools else (), "chat",
             kwargs.get("stream") is True, n, {}, trimmed_input, by_bytes, _learn,
-            service_tier(kwargs.get("service_tier")), self.strict_provider,
+            None if tier is None else service_tier(tier), self.strict_provider,
         )
 
     def apply(self, kwargs: dict[str, Any], patch: Patch, call: Call) -> dict[str, Any]:

@@ -49,6 +49,7 @@ from ..usage import Usage
 
 if TYPE_CHECKING:
     from ..adapter import Guard, Ticket
+    from ..session import Session
 
 __all__ = ["AsyncGuardedStream", "GuardedStream", "Meter", "settle_stopped", "settle_stopped_async"]
 
@@ -285,16 +286,18 @@ def _close_later(stream: Any) -> None:
     task.add_done_callback(_CLOSING.discard)
 
 
-def settle_stopped(guard: Guard) -> None:
-    """As a call starts: settle the streams of its session that this reader stopped reading (see
-    ``session.stopped_streams``), so the call never waits for their reservations."""
-    for stream in stopped_streams(guard.current_session()):
+def settle_stopped(session: Session) -> None:
+    """As a call in ``session`` starts: settle the streams of its session (and of those around it) that
+    this reader stopped reading (see ``session.stopped_streams``), so the call never waits for their
+    reservations. The drivers call it only for a session that has streams or encloses others: every
+    other call has nothing to look at."""
+    for stream in stopped_streams(session):
         stream.stop()
 
 
-async def settle_stopped_async(guard: Guard) -> None:
+async def settle_stopped_async(session: Session) -> None:
     """``settle_stopped`` for a coroutine SDK method."""
-    for stream in stopped_streams(guard.current_session()):
+    for stream in stopped_streams(session):
         await stream.stop_async()
 
 
