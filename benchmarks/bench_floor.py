@@ -34,7 +34,7 @@ import statistics
 import threading
 import time
 from collections import OrderedDict
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 from _util import header
 
@@ -143,29 +143,43 @@ def spread(samples: list[float]) -> str:
     return f"{statistics.median(s):8.2f}  [{s[len(s) // 10]:.2f} – {s[(len(s) * 9) // 10]:.2f}]"
 
 
+class Harness(NamedTuple):
+    """One guard and the ways to send a request's kwargs: to the ``stub`` alone (``bare``), or through
+    breaker's sync driver around the same stub (``guarded``)."""
+
+    guard: Any
+    stub: Callable[..., Any]
+    bare: Callable[[dict[str, Any]], Any]
+    guarded: Callable[[dict[str, Any]], Any]
+
+
+def harness(telemetry: bool = False) -> Harness:
+    """The isolated harness (``bench_overhead.isolated_stub()``), shared with ``bench_requests.py``."""
+    from breaker.providers.drivers import run_sync
+
+    guard, adapter, stub, bare_stub = bo.isolated_stub(telemetry=telemetry)
+
+    def bare(kw: dict[str, Any]) -> Any:
+        return bare_stub(**kw)
+
+    def guarded(kw: dict[str, Any]) -> Any:
+        return run_sync(guard, adapter, stub, (), kw)
+
+    return Harness(guard, bare_stub, bare, guarded)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--calls", type=int, default=2000)
     args = parser.parse_args()
     header("The floor: breaker's own work per chat call beside a minimal guard")
-    from breaker.providers.drivers import run_sync
-
-    guard, adapter, stub, bare_stub = bo.isolated_stub()
-    traced, _, traced_stub, _ = bo.isolated_stub(telemetry=True)  # OTel's API, no SDK installed
+    guard, bare_stub, bare, guarded = harness()
+    traced, _, _, guarded_otel = harness(telemetry=True)  # OTel's API, no SDK installed
     floor = MinimalGuard(10**18)
-
-    def bare(kw: dict[str, Any]) -> Any:
-        return bare_stub(**kw)
 
     def minimal(kw: dict[str, Any]) -> Any:
         return floor(bare_stub, kw)
-
-    def guarded(kw: dict[str, Any]) -> Any:
-        return run_sync(guard, adapter, stub, (), kw)
-
-    def guarded_otel(kw: dict[str, Any]) -> Any:
-        return run_sync(traced, adapter, traced_stub, (), kw)
 
     with guard.session("floor"), traced.session("floor"):
         warm = {"minimal": minimal, "breaker": guarded, "breaker, telemetry on": guarded_otel}

@@ -34,7 +34,7 @@ from typing import Any, Callable
 from _util import header
 
 import bench_overhead as bo
-from bench_floor import added, chat_kwargs, spread
+from bench_floor import added, chat_kwargs, harness, spread
 
 MODEL = "gpt-4o-mini"
 
@@ -136,15 +136,7 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=1000)
     args = parser.parse_args()
     header("breaker's own work per call: tools, rebuilt histories (µs added to the bare stub, median [p10 – p90])")
-    from breaker.providers.drivers import run_sync
-
-    guard, adapter, stub, bare_stub = bo.isolated_stub()
-
-    def bare(kw: dict[str, Any]) -> Any:
-        return bare_stub(**kw)
-
-    def guarded(kw: dict[str, Any]) -> Any:
-        return run_sync(guard, adapter, stub, (), kw)
+    guard, _, bare, guarded = harness()
 
     def rows(makers: dict[str, Callable[[int], list[dict[str, Any]]]], calls: int,
              interleave: bool = True) -> dict[str, list[float]]:
