@@ -21,7 +21,10 @@ directory (WAL mode, the real file system).
    ``UPDATE`` of one row, ``COMMIT``) per call on the same file and mode. The ratio is bare / breaker
    (100% would be the floor itself), through the engine and for the ledger alone (``reserve`` +
    ``settle`` with the counters, limits and call record the engine passes). Also Redis's own time per
-   breaker script (``INFO commandstats``, ``usec_per_call`` of ``evalsha``) against the bare script's.
+   breaker script (``INFO commandstats``, ``usec_per_call`` of ``evalsha``) against the bare script's, and
+   against scripts that run the same Redis commands with constant arguments and no Lua logic ("its
+   commands"): the part of a breaker script that is its commands' own work, and the ratio it would reach
+   if the rest cost nothing.
 
 Figures are the median over ``--repeats`` runs, with the spread (min..max). Timings are never asserted.
 """
@@ -30,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import platform
 import shutil
@@ -47,6 +51,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from breaker import Breaker, BudgetExceeded, Budget, Usage  # noqa: E402
 from breaker.adapter import Call
 from breaker.ledgers import Memory  # noqa: E402
+from breaker.ledgers.base import record_dict  # noqa: E402
 from breaker.pricing import NANO  # noqa: E402
 
 MODEL, INPUT, CAP = "gpt-4o-mini", 1000, 500
@@ -238,9 +243,10 @@ def _engine_pairs(make: Callable[[], Any]) -> tuple[Breaker, Callable[[int], Non
     return guard, run
 
 
-def _ledger_pairs(guard: Breaker) -> Callable[[int], None]:
+def _ledger_pairs(guard: Breaker) -> tuple[Callable[[int], None], Any]:
     """``run(n)``: ``n`` reserve+settle pairs on ``guard``'s store itself, with what the engine passes it
-    (its counters, limits, worst case and call record: captured from one call through the engine)."""
+    (its counters, limits, worst case and call record: captured from one call through the engine); and
+    that call record."""
     store = guard.ledger.inner
     seen: dict[str, Any] = {}
 
@@ -269,7 +275,7 @@ def _ledger_pairs(guard: Breaker) -> Callable[[int], None]:
             grant = store.reserve(ask, clock())
             store.settle(grant.handle, counters, limits, actual, clock(), record)
 
-    return run
+    return run, record
 
 
 def _bare_redis(client: Any) -> Callable[[int], None]:
@@ -279,6 +285,50 @@ def _bare_redis(client: Any) -> Callable[[int], None]:
         for _ in range(n):
             client.evalsha(sha, 0)
             client.evalsha(sha, 0)
+
+    return run
+
+
+# The Redis commands one admit+settle runs in the breaker's scripts (two budgets, lifetime counters), with
+# constant arguments and no Lua logic: what the scripts' commands cost the server by themselves.
+_COMMANDS_RESERVE = """
+local f = {'s0', 's1', 's2', 'r0', 'r1', 'r2', 'g0', 'g1', 'g2', 't0', 't1', 't2', 'x'}
+redis.call('GET', KEYS[5])
+redis.call('HMGET', KEYS[1], unpack(f))
+redis.call('HMGET', KEYS[3], unpack(f))
+redis.call('ZADD', KEYS[2], 'NX', ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[4], 'NX', ARGV[1], ARGV[2])
+redis.call('HSET', KEYS[1], 'r0', '450000', 'r1', '1500', 'r2', '1', 'x', ARGV[1])
+redis.call('HSET', KEYS[3], 'r0', '450000', 'r1', '1500', 'r2', '1', 'x', ARGV[1])
+return 1
+"""
+_COMMANDS_SETTLE = """
+local f = {'s0', 's1', 's2', 'r0', 'r1', 'r2', 'g0', 'g1', 'g2', 't0', 't1', 't2', 'x'}
+redis.call('GET', KEYS[5])
+redis.call('SET', KEYS[6], '1', 'NX', 'PX', '604800000')
+redis.call('HMGET', KEYS[1], unpack(f))
+redis.call('HMGET', KEYS[3], unpack(f))
+redis.call('ZREM', KEYS[2], ARGV[2])
+redis.call('ZREM', KEYS[4], ARGV[2])
+redis.call('HSET', KEYS[1], 's0', '270000', 's1', '1200', 's2', '1', 'r0', '0', 'r1', '0', 'r2', '0')
+redis.call('HSET', KEYS[3], 's0', '270000', 's1', '1200', 's2', '1', 'r0', '0', 'r1', '0', 'r2', '0')
+redis.call('XADD', KEYS[7], 'MAXLEN', '~', '100000', '*', 'r', ARGV[3])
+return 1
+"""
+
+
+def _commands_redis(client: Any, record: str) -> Callable[[int], None]:
+    """Two scripts per call running the breaker scripts' commands (``_COMMANDS_*``) on keys of their own."""
+    reserve, settle = client.register_script(_COMMANDS_RESERVE), client.register_script(_COMMANDS_SETTLE)
+    p = "benchcmd:{benchcmd}:"
+    keys = [f"{p}c:s", f"{p}h:s", f"{p}c:g", f"{p}h:g", f"{p}gen"]
+    client.set(keys[4], "g")
+
+    def run(n: int) -> None:
+        for _ in range(n):
+            member, at = f"{os.urandom(12).hex()}|450000|1500|1", repr(time.time() + 600)
+            reserve(keys=keys, args=[at, member])
+            settle(keys=keys + [f"{p}op:{member[:24]}", f"{p}records"], args=[at, member, record])
 
     return run
 
@@ -311,15 +361,18 @@ def _timed(run: Callable[[int], None], n: int) -> float:
 def floor(name: str, make: Callable[[], Any], n: int, repeats: int, rclient: Any = None) -> None:
     """The floor rows of one store: bare, engine, ledger alone, interleaved ``repeats`` times."""
     guard, engine = _engine_pairs(make)
-    ledger = _ledger_pairs(guard)
+    ledger, record = _ledger_pairs(guard)
     store = guard.ledger.inner
     bare = _bare_redis(store.client) if name == "Redis" else _bare_sqlite(store.path)
-    runs: dict[str, list[float]] = {"bare": [], "engine": [], "ledger": []}
-    server: dict[str, list[float]] = {"bare": [], "engine": [], "ledger": []}
-    for fn in (bare, engine, ledger):  # warm: connections open, scripts loaded, statements prepared
+    rows = [("bare", bare), ("engine", engine), ("ledger", ledger)]
+    if name == "Redis":
+        rows.append(("commands", _commands_redis(store.client, json.dumps(record_dict(record), separators=(",", ":")))))
+    runs: dict[str, list[float]] = {label: [] for label, _ in rows}
+    server: dict[str, list[float]] = {label: [] for label, _ in rows}
+    for _label, fn in rows:  # warm: connections open, scripts loaded, statements prepared
         fn(max(n // 20, 20))
     for _ in range(repeats):
-        for label, fn in (("bare", bare), ("engine", engine), ("ledger", ledger)):
+        for label, fn in rows:
             if rclient is not None:
                 rclient.config_resetstat()
             runs[label].append(_timed(fn, n))
@@ -329,12 +382,16 @@ def floor(name: str, make: Callable[[], Any], n: int, repeats: int, rclient: Any
     floor_us = statistics.median(runs["bare"]) * 1e6
     print(f"  {name:8} {'two bare ' + ('EVALSHA' if name == 'Redis' else 'transactions'):>26} "
           f"{spread([w * 1e6 for w in runs['bare']], '{:,.1f}'):>26} {'100%':>8}")
-    for label, what in (("engine", "admit+settle (engine)"), ("ledger", "reserve+settle (ledger)")):
-        us = [w * 1e6 for w in runs[label]]
-        print(f"  {'':8} {what:>26} {spread(us, '{:,.1f}'):>26} {floor_us / statistics.median(us):>8.0%}")
+    for label, what in (("engine", "admit+settle (engine)"), ("ledger", "reserve+settle (ledger)"),
+                        ("commands", "its commands, no Lua logic")):
+        if label in runs:
+            us = [w * 1e6 for w in runs[label]]
+            print(f"  {'':8} {what:>26} {spread(us, '{:,.1f}'):>26} {floor_us / statistics.median(us):>8.0%}")
     if rclient is not None:
-        print(f"  {'':8} Redis's own time per script (usec_per_call of evalsha): bare {statistics.median(server['bare']):.1f} us, "
-              f"breaker's {statistics.median(server['ledger']):.1f} us (reserve and settle alike)")
+        print(f"  {'':8} Redis's own time per script (usec_per_call of evalsha), median (min): bare "
+              f"{statistics.median(server['bare']):.1f} ({min(server['bare']):.1f}) us, breaker's "
+              f"{statistics.median(server['ledger']):.1f} ({min(server['ledger']):.1f}) us (reserve and settle alike), "
+              f"its commands alone {statistics.median(server['commands']):.1f} ({min(server['commands']):.1f}) us")
 
 
 # ---------------------------------------------------------------- report

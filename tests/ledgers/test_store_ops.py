@@ -1,5 +1,6 @@
 """The smaller store items of issue 19: concurrent first opens of a new SQLite ledger, a Redis that
-stops answering never stalls a call, and a journal replay runs off the caller's path."""
+stops answering never stalls a call, and a journal replay runs off the caller's path; and (issue 22) the
+Redis scripts' string answers read the same through a client that decodes replies."""
 
 from __future__ import annotations
 
@@ -9,13 +10,14 @@ import os
 import signal
 import sqlite3
 import time
+import uuid
 
 import pytest
 import redis
 
 from breaker import BudgetExceeded, Usage
 from breaker.adapter import Call
-from breaker.ledgers.base import Counter, LedgerMisconfigured
+from breaker.ledgers.base import Ask, Counter, LedgerMisconfigured, Limit
 from breaker.ledgers.redis import Redis
 from breaker.ledgers.sqlite import SQLite
 from tests.ledgers.conftest import guard_on, journaled
@@ -76,6 +78,23 @@ def test_a_users_redis_client_without_a_deadline_is_refused_at_construction():
     with pytest.raises(LedgerMisconfigured, match="socket_timeout"):
         Redis(redis.Redis(host="127.0.0.1", port=1, socket_timeout=None))
     Redis(redis.Redis(host="127.0.0.1", port=1, socket_timeout=2))  # with one: fine
+
+
+def test_a_users_redis_client_that_decodes_replies_works_as_a_bytes_one(redis_server):
+    """The scripts answer in strings (``reserve``'s status and figures, ``settle``'s figures): a client made
+    with ``decode_responses=True`` hands them over as ``str``, and every figure reads the same."""
+    c = Counter("global")
+    for decode in (False, True):
+        client = redis.Redis.from_url(redis_server.url, socket_timeout=5, decode_responses=decode)
+        ledger = Redis(client, prefix=f"dec{uuid.uuid4().hex[:8]}:")
+        grant = ledger.reserve(Ask((c,), (Limit(0, 0, 1000),), (100, 10, 1), (1, 1, 0), 50, 1), 1.0)
+        assert (grant.status, grant.units, grant.settled, grant.reserved) == ("ok", 50, (0,), 0)
+        assert ledger.settle(grant.handle, (c,), (Limit(0, 0, 1000),), (120, 60, 1), 2.0) == (120,)
+        assert ledger.settle(None, (c,), (), (1, 1, 1), 3.0) == ()
+        refused = ledger.reserve(Ask((c,), (Limit(0, 0, 1000),), (900, 10, 1), (1, 1, 0), 50, 1), 4.0)
+        assert (refused.status, refused.blocked, refused.settled) == ("over", 0, (121,))
+        assert ledger.read([c], 4.0)[0].settled == (121, 61, 2)
+        ledger.close()
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "redis"])
