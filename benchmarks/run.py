@@ -22,7 +22,7 @@ SCRIPTS = [
     ("bench_floor.py", []),
     ("bench_requests.py", []),
     ("bench_memory.py", []),
-    ("bench_sessions.py", []),
+    ("bench_sessions.py", ["--sessions", "1000000", "--soak-calls", "1000000", "--soak-sessions", "100000"]),  # issue 22's sizes
     ("bench_startup.py", []),
     ("bench_ledgers.py", ["--repeats", "3"]),
     ("bench_utilization.py", []),
