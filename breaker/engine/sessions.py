@@ -183,7 +183,9 @@ class Sessions:
         if not lines:
             return None
         totals = self.ledger.read(plan.counters, self.clock())
-        left = min(l.limit - totals[l.counter].settled[USD] - totals[l.counter].reserved[USD] for l in lines)
+        # as a reservation counts it: settled less an operator's grants, plus what calls in flight hold
+        left = min(l.limit - (totals[l.counter].settled[USD] - totals[l.counter].granted[USD])
+                   - totals[l.counter].reserved[USD] for l in lines)
         return max(left, 0) / NANO
 
     def add_outcome(self, session: Session, name: str) -> None:

@@ -131,6 +131,7 @@ def test_a_grant_adds_exactly_its_headroom_lifts_the_trip_and_keeps_the_spend(ma
         assert (record.scope, record.usd_nano, record.by, record.lifted) == ("session:ticket-42", grant, "alice", 1)
         with guard.session("ticket-42") as s:
             assert s.tripped is None  # lifted at once in this process
+            assert round(s.remaining_usd * NANO) == limit + grant - first * PRICE  # the grant is headroom
         more, trip = send(guard, fake, "ticket-42")
         assert trip is not None and trip.scope == "session"
         # Exactly the grant's headroom: the calls it lets through cost more than the grant less one call
