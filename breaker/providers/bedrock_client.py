@@ -45,6 +45,7 @@ Async clients (aiobotocore) are not supported yet: ``wrap`` says so.
 from __future__ import annotations
 
 import gc
+import importlib
 import inspect
 import io
 import sys
@@ -212,11 +213,16 @@ def _instrument_client(guard: Guard, client: Any, switch: Any) -> None:
 def instrument(guard: Guard, switch: Any) -> list[tuple[Any, str, Any, Any]]:
     """Patch ``Session.create_client`` and wrap the live Bedrock Runtime clients; the class patch
     made, as ``patching.instrument`` records its patches (nothing when botocore is not installed)."""
-    try:
-        import botocore.session  # type: ignore[import-untyped]
-    except ImportError:
-        return []
-    session = botocore.session.Session
+    # From sys.modules, not ``botocore.session``: called by the post-import hook, inside the import of
+    # ``botocore.session``, before Python binds it as the package's attribute (reading that attribute
+    # then raises "cannot access submodule 'session'", failing the program's own ``import boto3``).
+    module = sys.modules.get("botocore.session")
+    if module is None:
+        try:
+            module = importlib.import_module("botocore.session")
+        except ImportError:
+            return []
+    session = module.Session
     original = session.__dict__.get("create_client")
     if original is None:
         return []

@@ -90,3 +90,29 @@ def test_uninstrument_restores_late_patches_and_a_second_guard_patches_again(laz
 def test_wrap_of_an_openai_client_does_not_import_its_beta_namespace_nor_other_sdks():
     seen = _run(WRAP)
     assert seen == {"beta": False, "anthropic": False, "chat_wrapped": True}
+
+
+BOTO = r"""
+import json, sys
+import breaker
+from breaker.testing import FakeLLM
+
+guard = breaker.Breaker(alerts=[])
+guard.instrument()
+out = {"botocore_before": "botocore" in sys.modules}
+import boto3  # after instrument(): botocore.session is patched by its hook, inside its own import
+with FakeLLM() as fake:
+    client = fake.bedrock()
+    with guard.session("late-bedrock") as s:
+        client.converse(modelId="us.anthropic.claude-sonnet-4-20250514-v1:0",
+                        messages=[{"role": "user", "content": [{"text": "hi"}]}], inferenceConfig={"maxTokens": 20})
+        out["calls"], out["sent"] = s.calls, fake.count
+print(json.dumps(out))
+"""
+
+
+def test_boto3_imported_after_instrument_imports_and_its_bedrock_calls_are_counted():
+    """The hook runs inside ``import botocore.session``, before the package has it as an attribute:
+    reading ``botocore.session`` there failed the program's own ``import boto3``."""
+    pytest.importorskip("boto3")
+    assert _run(BOTO) == {"botocore_before": False, "calls": 1, "sent": 1}
