@@ -81,7 +81,7 @@ class Settlement:
             if price is not None:
                 cost = price.cost(usage)
                 if cost > MAX_NANO:
-                    cost = _held(cost, ticket.model)
+                    cost = _held(ticket.model)
             else:
                 cost = None
             actual = (cost or 0, usage.input_tokens + usage.output_tokens, 1 if sent else 0)
@@ -193,11 +193,8 @@ class Settlement:
                 self.stops.budget(line, s, 0, session, model, False, now)
 
 
-def _held(cost: int, model: str) -> int:
-    """``cost``, or the most a ledger holds: a sent call's charge is recorded, never dropped
-    for being too large (admission refuses requests whose worst case is larger). Called only
-    past that maximum."""
-    if cost <= MAX_NANO:
-        return cost
+def _held(model: str) -> int:
+    """The most a ledger holds, for a cost past it (the caller checks): a sent call's charge is
+    recorded, never dropped for being too large (admission refuses requests whose worst case is larger)."""
     log.error("breaker: a %r call cost more than a ledger holds (2^63 nano-USD); recorded as that maximum", model)
     return MAX_NANO
