@@ -178,8 +178,10 @@ class Memory(LedgerBase):
     @staticmethod
     def _state(ask: Ask, ctrs: list[_Ctr]) -> list[tuple[int, int, bool]]:
         """``decide``'s view of the limits: ``(settled less granted, reserved, a trip marker blocks)`` each;
-        a rolling window's marker is lifted once the window has room for what the tripped call needed."""
+        a rolling window's marker is lifted once the window has room for what the tripped call needed under
+        every limit on it."""
         state = []
+        kept: set[tuple[int, int]] = set()  # (counter, metric) of markers that still block a limit
         for lim in ask.limits:
             ctr = ctrs[lim.counter]
             m = lim.metric
@@ -189,11 +191,14 @@ class Memory(LedgerBase):
             trips = ctr.trips
             blocked = False
             if trips and m in trips:
-                if ctr.window and s + trips[m] <= lim.limit:
-                    del trips[m]
-                else:
-                    blocked = True
+                blocked = not ctr.window or s + trips[m] > lim.limit
+                if blocked:
+                    kept.add((lim.counter, m))
             state.append((s, ctr.reserved[m], blocked))
+        for lim in ask.limits:  # lifted only once every limit on it has room: the order of limits does not matter
+            trips = ctrs[lim.counter].trips
+            if trips and lim.metric in trips and (lim.counter, lim.metric) not in kept:
+                del trips[lim.metric]
         return state
 
     def settle(

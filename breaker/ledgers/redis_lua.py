@@ -214,7 +214,7 @@ for i = 1, n do
   ctr[i] = load(KEYS[2 * i - 1])
   expire(ctr[i], bs[i], KEYS[2 * i], wins[i], a[o + 2], now)
 end
-local lims, st = {}, {}
+local lims, st, kept = {}, {}, {}
 local base = 13 + n * 3
 for j = 1, nl do
   local o = base + (j - 1) * 3
@@ -225,14 +225,19 @@ for j = 1, nl do
   local blocked = false
   local t = v[10 + m]
   if t then
-    if wins[ci] > 0 and s + t <= limit then
-      redis.call('HDEL', ctr[ci][1], 't' .. m)
-      v[10 + m] = nil
-    else
-      blocked = true
-    end
+    blocked = wins[ci] == 0 or s + t > limit
+    if blocked then kept[ci * 3 + m] = true end
   end
   st[j] = {s, v[4 + m], blocked}
+end
+-- a window's marker is lifted once every limit on it has room (as Memory)
+for j = 1, nl do
+  local ci, m = lims[j][1], lims[j][2]
+  local v = ctr[ci][3]
+  if v[10 + m] and not kept[ci * 3 + m] then
+    redis.call('HDEL', ctr[ci][1], 't' .. m)
+    v[10 + m] = nil
+  end
 end
 local g = decide(lims, st, fixed, per, units_max, units_min, patient)
 if g[1] == 'ok' then

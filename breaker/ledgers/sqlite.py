@@ -294,6 +294,7 @@ class SQLite(LedgerBase):
             rows = self._load(conn, ask.counters, now)
             state = []
             changed = False  # a refusal writes the rows back only if reading them changed them
+            kept = set()  # (counter, metric) of trip markers that still block a limit
             for lim in ask.limits:
                 vals = rows[lim.counter]
                 m = lim.metric
@@ -301,12 +302,15 @@ class SQLite(LedgerBase):
                 blocked = False
                 needed = vals[6 + m]
                 if needed is not None:
-                    if ask.counters[lim.counter].window and s + needed <= lim.limit:
-                        vals[6 + m] = None
-                        changed = True
-                    else:
-                        blocked = True
+                    blocked = not ask.counters[lim.counter].window or s + needed > lim.limit
+                    if blocked:
+                        kept.add((lim.counter, m))
                 state.append((s, vals[3 + m], blocked))
+            for lim in ask.limits:  # a window's marker is lifted once every limit on it has room (as Memory)
+                vals = rows[lim.counter]
+                if vals[6 + lim.metric] is not None and (lim.counter, lim.metric) not in kept:
+                    vals[6 + lim.metric] = None
+                    changed = True
             grant = decide(ask, state)
             if grant.status == "ok":
                 u = grant.units

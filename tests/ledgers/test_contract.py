@@ -152,6 +152,23 @@ def test_lifetime_trip_is_forever_windowed_trip_lifts(make_ledger):
     ledger.close()
 
 
+def test_a_windowed_trip_lifts_only_when_every_limit_on_it_has_room(make_ledger):
+    """Two limits on one counter and metric (two budgets of one scope and window): the marker blocks the
+    limit that has no room for what the tripped call needed, and stays, whichever order the limits come in
+    (found by tests/ledgers/test_memory_fast.py: the marker used to be lifted by the first limit with room,
+    so the second saw none)."""
+    ledger = make_ledger()
+    c = Counter("feature:f", 60)
+    ledger.settle(None, (c,), (), (800, 0, 0), T0)
+    ledger.trip(c, 0, 100, T0)
+    loose, tight = Limit(0, 0, 1000), Limit(0, 0, 850)  # 800 + 100 fits the first, not the second
+    for limits in ((loose, tight), (tight, loose)):
+        g = ledger.reserve(Ask((c,), limits, (0, 0, 0), (0, 0, 0), 0, 0, ttl=TTL), T0 + 1)
+        assert (g.status, g.blocked) == ("tripped", limits.index(tight))
+    assert ledger.reserve(Ask((c,), (loose,), (0, 0, 0), (0, 0, 0), 0, 0, ttl=TTL), T0 + 1).status == "ok"
+    ledger.close()
+
+
 def test_settle_sees_the_window(make_ledger):
     """Settle returns settled spend inside the window, even when buckets aged out since reserve."""
     ledger = make_ledger()

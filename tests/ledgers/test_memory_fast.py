@@ -4,7 +4,7 @@ reserve exactly what it granted."""
 
 from __future__ import annotations
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from breaker.ledgers import Memory
@@ -48,6 +48,9 @@ def ledger_in(settled, reserved, trips) -> Memory:
 
 @settings(max_examples=400, deadline=None)
 @given(case=cases())
+@example(case=(  # two limits on a window's tripped metric, room under the first only (was answered "over")
+    [(0, 0, 0), (0, 0, 0), (0, 1, 0)], [(0, 0, 0), (0, 0, 0), (0, 0, 0)], [(2, 1, 0)],
+    Ask(COUNTERS, (Limit(2, 1, 1), Limit(2, 1, 0)), (0, 0, 0), (0, 0, 0), 0, 0)))
 def test_reserve_equals_decide(case):
     settled, reserved, trips, ask = case
     ledger = ledger_in(settled, reserved, trips)
