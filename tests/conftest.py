@@ -56,8 +56,9 @@ import pytest  # noqa: E402
 from breaker.ledgers import Memory  # noqa: E402
 
 # Every ledger must pass the same contract and property tests: a factory per
-# kind. SQLite and Redis add theirs here.
-LEDGER_KINDS = ["memory", "sqlite", "redis"]
+# kind. SQLite and Redis add theirs here. Redis twice: on a client passed in (redis-py's command path)
+# and from a URL (the ledger's own client, on its lean path: ledgers.redis_wire).
+LEDGER_KINDS = ["memory", "sqlite", "redis", "redis-url"]
 
 
 @pytest.fixture(scope="session")
@@ -93,6 +94,11 @@ def make_ledger(request, tmp_path):
         client = redis.Redis.from_url(request.getfixturevalue("redis_server").url, socket_timeout=5)
         request.addfinalizer(client.close)
         return lambda: Redis(client, prefix=f"t{uuid.uuid4().hex[:12]}:")
+    if kind == "redis-url":
+        from breaker.ledgers.redis import Redis
+
+        url = request.getfixturevalue("redis_server").url
+        return lambda: Redis(url, prefix=f"t{uuid.uuid4().hex[:12]}:")
     raise AssertionError(kind)  # pragma: no cover
 
 

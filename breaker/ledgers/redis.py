@@ -103,6 +103,8 @@ from .redis_checks import classify, refuse_eviction, require_deadline, server_fa
 try:
     import redis as _redis
     from redis import exceptions as _rx
+
+    from .redis_wire import Wire
 except ImportError:  # pragma: no cover - depends on the environment
     _HAVE_REDIS = False
 else:
@@ -161,11 +163,14 @@ class Redis(LedgerBase):
         if isinstance(url_or_client, str):
             self._url: str | None = url_or_client
             self.client: Any = _redis.Redis.from_url(url_or_client, **self._client_options())
+            # its pool is the ledger's own: the scripts go on the lean path (``redis_wire``)
+            self._wire: Wire | None = Wire(self.client.connection_pool, self._load)
             where = url_or_client
         else:
             require_deadline(url_or_client)
             self._url = None
             self.client = url_or_client
+            self._wire = None  # its own retries, pool and hooks: redis-py's path
             kw = getattr(getattr(url_or_client, "connection_pool", None), "connection_kwargs", {})
             where = f"redis://{kw.get('host', '?')}:{kw.get('port', '?')}/{kw.get('db', 0)}"
         tag = tag if tag is not None else (prefix.rstrip(":") or "breaker")
@@ -201,13 +206,19 @@ class Redis(LedgerBase):
         self._scripts = {name: reg(getattr(lua, name.upper())) for name in (
             "reserve", "settle", "trip", "read", "outcome", "renew", "genesis", "decide_only", "grant", "marks")}
 
+    def _load(self, script: Any) -> None:
+        self.client.script_load(script.script)
+
     def __repr__(self) -> str:
         return f"Redis({self.store_id!r})"
 
     def _after_fork(self) -> None:
         """In a forked child: redis-py's pools re-make their connections by themselves (they check the
-        pid); the lock a parent thread may have held is made again."""
+        pid), and the lean path's are left to the parent; the lock a parent thread may have held is made
+        again."""
         self._verify_lock = threading.Lock()
+        if self._wire is not None:
+            self._wire.forget()
 
     # ------------------------------------------------------------------ first use
     def _verify(self) -> None:
@@ -242,6 +253,9 @@ class Redis(LedgerBase):
 
         plain, self.client = self.client, RedisCluster.from_url(self._url, **self._client_options())
         self._register()
+        if self._wire is not None:  # a cluster client routes each command itself
+            self._wire.close()
+            self._wire = None
         try:
             plain.close()
         except Exception:  # pragma: no cover
@@ -293,6 +307,8 @@ class Redis(LedgerBase):
         script = self._scripts[name]
         for _attempt in (0, 1):
             try:
+                if self._wire is not None:
+                    return self._wire.evalsha(script, keys + [self._gen_key], args + [self._gen])
                 return script(keys=keys + [self._gen_key], args=args + [self._gen])
             except _rx.ResponseError as e:
                 text = str(e)
@@ -548,6 +564,8 @@ class Redis(LedgerBase):
                      reserved=int(out[3]))
 
     def close(self) -> None:
+        if self._wire is not None:
+            self._wire.close()
         try:
             self.client.close()
         except Exception:  # pragma: no cover - closing a broken connection
