@@ -249,7 +249,10 @@ class SQLite(LedgerBase):
 
     @staticmethod
     def _purge_holds(conn: sqlite3.Connection, now: float) -> None:
-        """Give back reservations whose worker never settled them (crashed)."""
+        """Give back reservations whose worker never settled them (crashed). Looked for first: a ``DELETE
+        ... RETURNING`` that finds nothing costs four times the ``SELECT`` (7 µs against 1.7, each call)."""
+        if conn.execute("SELECT 1 FROM holds WHERE expires <= ? LIMIT 1", (now,)).fetchone() is None:
+            return
         for a0, a1, a2, ctrs in conn.execute(
             "DELETE FROM holds WHERE expires <= ? RETURNING a0, a1, a2, ctrs", (now,)
         ).fetchall():
