@@ -17,7 +17,9 @@ directory (WAL mode, the real file system).
 
 3. The floor (issue 22): admit+settle beside what the same store costs at the least, measured in the
    same run, interleaved, single thread. Redis: two bare ``EVALSHA`` round trips of ``return 1`` per
-   call, through the ledger's own client and pool; SQLite: two bare transactions (``BEGIN IMMEDIATE``,
+   call, through redis-py's command path on the ledger's own client and pool (the peer issue 22 names),
+   and the same two on the ledger's own path (``ledgers.redis_wire``, which its scripts take since it
+   left redis-py's command path: the stricter floor, in a second ratio column); SQLite: two bare transactions (``BEGIN IMMEDIATE``,
    ``UPDATE`` of one row, ``COMMIT``) per call on the same file and mode. The ratio is bare / breaker
    (100% would be the floor itself), through the engine and for the ledger alone (``reserve`` +
    ``settle`` with the counters, limits and call record the engine passes). Also Redis's own time per
@@ -166,6 +168,10 @@ def race_threads(make: Callable[[], Any], threads: int = 64) -> tuple[int, int, 
     start = threading.Barrier(threads + 1)
 
     def work(n: int) -> None:
+        with guard.session(f"racer-{n}"):
+            race(n)
+
+    def race(n: int) -> None:
         start.wait()
         i = 0
         while True:
@@ -197,6 +203,10 @@ def race_tasks(make: Callable[[], Any], tasks: int = 1000) -> tuple[int, int, fl
     costs: list[int] = []
 
     async def work(n: int) -> None:
+        with guard.session(f"racer-{n}"):
+            await race(n)
+
+    async def race(n: int) -> None:
         i = 0
         while True:
             try:
@@ -289,6 +299,22 @@ def _bare_redis(client: Any) -> Callable[[int], None]:
     return run
 
 
+def _bare_wire(client: Any) -> Callable[[int], None]:
+    """Two ``EVALSHA`` of ``return 1`` on the path the ledger's own scripts take (``ledgers.redis_wire``:
+    packed by the ledger, on a kept connection of the same pool): the floor of that path."""
+    from breaker.ledgers.redis_wire import Wire
+
+    one = client.register_script("return 1")
+    wire = Wire(client.connection_pool, lambda script: client.script_load(script.script))
+
+    def run(n: int) -> None:
+        for _ in range(n):
+            wire.evalsha(one, [], [])
+            wire.evalsha(one, [], [])
+
+    return run
+
+
 # The Redis commands one admit+settle runs in the breaker's scripts (two budgets, lifetime counters), with
 # constant arguments and no Lua logic: what the scripts' commands cost the server by themselves.
 _COMMANDS_RESERVE = """
@@ -366,6 +392,7 @@ def floor(name: str, make: Callable[[], Any], n: int, repeats: int, rclient: Any
     bare = _bare_redis(store.client) if name == "Redis" else _bare_sqlite(store.path)
     rows = [("bare", bare), ("engine", engine), ("ledger", ledger)]
     if name == "Redis":
+        rows.insert(1, ("wire", _bare_wire(store.client)))
         rows.append(("commands", _commands_redis(store.client, json.dumps(record_dict(record), separators=(",", ":")))))
     runs: dict[str, list[float]] = {label: [] for label, _ in rows}
     server: dict[str, list[float]] = {label: [] for label, _ in rows}
@@ -380,13 +407,17 @@ def floor(name: str, make: Callable[[], Any], n: int, repeats: int, rclient: Any
                 server[label].append(rclient.info("commandstats").get("cmdstat_evalsha", {}).get("usec_per_call", 0))
     guard.ledger.close()
     floor_us = statistics.median(runs["bare"]) * 1e6
+    wire_us = statistics.median(runs["wire"]) * 1e6 if "wire" in runs else None
     print(f"  {name:8} {'two bare ' + ('EVALSHA' if name == 'Redis' else 'transactions'):>26} "
-          f"{spread([w * 1e6 for w in runs['bare']], '{:,.1f}'):>26} {'100%':>8}")
-    for label, what in (("engine", "admit+settle (engine)"), ("ledger", "reserve+settle (ledger)"),
-                        ("commands", "its commands, no Lua logic")):
+          f"{spread([w * 1e6 for w in runs['bare']], '{:,.1f}'):>26} {'100%':>8}"
+          + (f" {wire_us / floor_us:>14.0%}" if wire_us else ""))
+    for label, what in (("wire", "two bare, ledger's path"), ("engine", "admit+settle (engine)"),
+                        ("ledger", "reserve+settle (ledger)"), ("commands", "its commands, no Lua logic")):
         if label in runs:
             us = [w * 1e6 for w in runs[label]]
-            print(f"  {'':8} {what:>26} {spread(us, '{:,.1f}'):>26} {floor_us / statistics.median(us):>8.0%}")
+            m = statistics.median(us)
+            print(f"  {'':8} {what:>26} {spread(us, '{:,.1f}'):>26} {floor_us / m:>8.0%}"
+                  + (f" {wire_us / m:>14.0%}" if wire_us else ""))
     if rclient is not None:
         print(f"  {'':8} Redis's own time per script (usec_per_call of evalsha), median (min): bare "
               f"{statistics.median(server['bare']):.1f} ({min(server['bare']):.1f}) us, breaker's "
@@ -440,7 +471,8 @@ def main() -> None:
                           f"{stats.get('usec_per_call', 0):.1f} us")
         print("\nthe floor: per call, single thread, interleaved with its peer (ratio: bare / breaker; "
               "targets: Redis >= 60%, SQLite >= 40%)")
-        print(f"  {'ledger':8} {'':>26} {'us per call (wall)':>26} {'ratio':>8}")
+        print(f"  {'ledger':8} {'':>26} {'us per call (wall)':>26} {'ratio':>8} {'(Redis) ratio to':>14}")
+        print(f"  {'':8} {'':>26} {'':>26} {'':>8} {'its own path':>14}")
         for name in ("Redis", "SQLite"):
             floor(name, makers[name], 400 if args.quick else 3_000, max(args.repeats, 3),
                   rclient if name == "Redis" else None)
