@@ -8,8 +8,8 @@ client more than the round trip's own work, about 40 µs of CPU a command on the
 the reply with redis-py's own connection and parser; what it leaves out is what the ledger does not
 need: its connections are used by one thread at a time and left clean (a reply read whole, or the
 connection dropped on an error, by redis-py's ``Connection``; one the server closed is made again
-before use), and it does not retry (a client the
-ledger builds is made with ``retries=0``: the journal in ``ledgers.resilient`` is the retry).
+before use), and it does not retry (a client the ledger builds is made with ``retries=0``: the journal
+in ``ledgers.resilient`` is the retry).
 
 Used only on a plain client the ledger built from a URL, whose pool it owns; a client passed in (its
 own retries, pool limits or hooks) and a cluster client keep redis-py's path.
@@ -25,10 +25,10 @@ __all__ = ["Wire", "pack"]
 
 
 def _fresh(conn: Any) -> None:
-    """A kept connection (it read its last reply whole) that the server closed (a restart, its idle ``timeout``), or with data nobody asked for, is
-    made again before a command goes on it, as redis-py's pool checks each connection it hands out: a
-    command sent on it would fail though the server is up, and fail as "maybe applied" (the error comes
-    after the send). The check is one poll of the socket, about 4 µs."""
+    """A kept connection (it read its last reply whole) that the server closed since (a restart, its idle
+    ``timeout``), or that holds data nobody asked for, is made again before a command goes on it, as
+    redis-py's pool checks each connection it hands out: a command sent on it would fail though the server
+    is up, and fail as "maybe applied" (the error comes after the send). One poll of the socket, ~4 µs."""
     try:
         if not conn.can_read():
             return
