@@ -447,7 +447,7 @@ class Estimator:
         asked = self._asked
         asked[fp] = (key, msg_n, ctx, msg_size, msg_fix, msg_h, sums)
         if len(asked) > _MAX_ASKED:
-            asked.popitem(last=False)
+            asked.popitem(False)  # the oldest (positional: no keyword parsing)
         learned = self._learned
         reports = learned.get(key)
         if reports is None:
@@ -497,10 +497,15 @@ class Estimator:
         ):
             learned[key] = (report,)
         else:
-            kept = [r for r in old if not _replaces(r, n, ctx, prev, sums)]
-            learned[key] = (report, *kept[: _BUCKET - 1])
+            learned[key] = (report, *_kept(old, n, ctx, prev, sums)[: _BUCKET - 1])
         if len(learned) > _MAX_CONVERSATIONS:
-            learned.popitem(last=False)
+            learned.popitem(False)  # the least recently learned (positional: no keyword parsing)
+
+
+def _kept(old: tuple[_Learned, ...], n: int, ctx: int, prev: int, sums: list[tuple[int, int, int]]) -> list[_Learned]:
+    """The reports of ``old`` a new report does not make useless (``_replaces``). Apart from
+    ``learn`` so that its comprehension makes no closure cells on ``learn``'s common path."""
+    return [r for r in old if not _replaces(r, n, ctx, prev, sums)]
 
 
 def _replaces(report: _Learned, n: int, ctx: int, prev: int, sums: list[tuple[int, int, int]]) -> bool:

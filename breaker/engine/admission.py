@@ -31,7 +31,7 @@ from ..limits import max_output_tokens, same_tokenizer
 from ..pricing import MAX_NANO, PriceBook
 from .notify import Notifier
 from .offload import Offload
-from .plan import Plans
+from .plan import Plan, Plans
 from .records import LOOP_FLAG, ROUTED
 from .sessions import Sessions
 from .trips import Stops, edge, raise_if_tripped
@@ -246,10 +246,7 @@ class Admission:
             status = grant.status
             if status == "ok":
                 if plan.degrading:
-                    crossing = any(
-                        l.degrade_at is not None and grant.settled[i] >= l.degrade_at
-                        for i, l in enumerate(plan.hard_lines)
-                    )
+                    crossing = _past_degrade_at(plan, grant.settled)
                     if crossing and not degraded and degrade is not None:
                         self.ledger.settle(grant.handle, plan.counters, (), _ZERO, now)
                         self.stops.degraded(session, "budget past degrade_at")
@@ -291,6 +288,12 @@ class Admission:
                 self.stops.refused(session, model, call.provider, trip, now)
             raise trip
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _past_degrade_at(plan: Plan, settled: tuple[int, ...]) -> bool:
+    """Whether a granted call's settled totals reach a hard limit's ``degrade_at``. Apart from
+    ``step`` so that its generator makes no closure cell there on every call."""
+    return any(l.degrade_at is not None and settled[i] >= l.degrade_at for i, l in enumerate(plan.hard_lines))
 
 
 def _needs(call: Call, input_tokens: int, output_tokens: int, input_part: int, output_part: int, metric: int) -> str:

@@ -176,7 +176,7 @@ class Settlement:
             window = line.window
             epoch = int(now // window) if window else 0
             counter = plan.counters[line.counter]
-            crossed = [f for t, f in line.warn if s >= t]
+            crossed = _reached(line.warn, s)
             if crossed and notifier.once(("warn", counter.key, window, line.metric, epoch, crossed[-1])):
                 fraction = s / line.limit
                 notifier.emit(notifier.budget_event(
@@ -191,6 +191,12 @@ class Settlement:
                 # Only possible when a call cost more than its reservation (an
                 # unbounded fee, usage the request could not bound): stop the next one.
                 self.stops.budget(line, s, 0, session, model, False, now)
+
+
+def _reached(warn: tuple[tuple[int, float], ...], s: int) -> list[float]:
+    """The warn fractions whose thresholds ``s`` reaches. Apart from ``crossed`` so that the
+    comprehension makes no closure cell there on every call (most return before reaching it)."""
+    return [f for t, f in warn if s >= t]
 
 
 def _held(model: str) -> int:

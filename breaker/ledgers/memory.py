@@ -129,12 +129,18 @@ class Memory(LedgerBase):
             self._sweep(now)
         hit = self._resolved.get(id(counters))
         if hit is None or hit[0] is not counters:
-            ctrs = [self._get(c, now) for c in counters]
-            hit = self._resolved[id(counters)] = (counters, ctrs, [c for c in ctrs if c.window])
+            hit = self._resolved[id(counters)] = self._lookup(counters, now)
         for ctr in hit[2]:
             if ctr.buckets:
                 ctr.expire(now)
         return hit[1]
+
+    def _lookup(self, counters: tuple[Counter, ...], now: float) -> tuple[tuple[Counter, ...], list[_Ctr], list[_Ctr]]:
+        """``_resolve``'s cache entry for ``counters``: its counter objects, and the windowed ones apart.
+        (Its own method: the comprehension captures ``self`` and ``now``, which would otherwise make
+        closure cells on every ``_resolve``, cache hit or not.)"""
+        ctrs = [self._get(c, now) for c in counters]
+        return counters, ctrs, [c for c in ctrs if c.window]
 
     def reserve(self, ask: Ask, now: float) -> Grant:
         """The worst case reserved on every counter, or the refusal, in one atomic step.

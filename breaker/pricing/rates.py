@@ -154,10 +154,7 @@ class Price:
         if len(worst) == 1:
             _, worst_in, worst_out, fee = worst[0]
         else:
-            reachable = [w for w in worst if w[0] == -1 or w[0] < input_tokens]
-            worst_in = max(w[1] for w in reachable)
-            worst_out = max(w[2] for w in reachable)
-            fee = max(w[3] for w in reachable)
+            worst_in, worst_out, fee = _dearest_reachable(worst, input_tokens)
         den = self.den
         return -(-(input_tokens * worst_in + fee) // den), -(-worst_out // den)
 
@@ -169,6 +166,16 @@ class Price:
         if self.min_audio_seconds and "audio_seconds" in index and units.get("audio_seconds"):
             total = max(total, self.min_audio_seconds * max(c[index["audio_seconds"]] for _, c, _ in self.bands))
         return -(-total // self.den)
+
+
+def _dearest_reachable(worst: tuple[tuple[int, int, int, int], ...], input_tokens: int) -> tuple[int, int, int]:
+    """``(input rate, output rate, fee)``, the dearest of the bands ``input_tokens`` can reach.
+
+    Apart from ``Price.worst_case`` so that its comprehensions (which capture ``input_tokens``)
+    make no closure cell on the single-band path every ordinary call takes.
+    """
+    reachable = [w for w in worst if w[0] == -1 or w[0] < input_tokens]
+    return max(w[1] for w in reachable), max(w[2] for w in reachable), max(w[3] for w in reachable)
 
 
 class UnmeteredUnits(ValueError):
