@@ -15,7 +15,10 @@ bounded here instead:
   tokens a second of audio, about 263 a second of video, 258 a page: below what any
   such file weighs) plus ``DOCUMENT_PART_TOKENS``; a ``file_data`` reference (an
   uploaded file, a URI) counts ``DOCUMENT_PART_TOKENS``, an estimate, since its size is
-  not in the request. A PIL image object counts ``IMAGE_PART_TOKENS``;
+  not in the request. An uploaded ``types.File`` passed itself as a part (the SDK sends
+  it as a ``file_data`` reference) carries its ``size_bytes``: it counts like a blob of
+  that size, a bound; without a size, ``DOCUMENT_PART_TOKENS``, the same estimate. A PIL
+  image object counts ``IMAGE_PART_TOKENS``;
 * Bedrock Converse blocks (``{"image": {...}}``, ``{"document": ...}``, ``{"video": ...}``):
   an image counts ``IMAGE_PART_TOKENS``; a document or video counts the bytes of its
   data (or of its text source) plus ``DOCUMENT_PART_TOKENS``. One given by an S3
@@ -28,7 +31,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Callable
 
-__all__ = ["DOCUMENT_PART_TOKENS", "IMAGE_PART_TOKENS", "converse_media", "gemini_media"]
+__all__ = ["DOCUMENT_PART_TOKENS", "IMAGE_PART_TOKENS", "converse_media", "gemini_file", "gemini_media", "is_gemini_file"]
 
 IMAGE_PART_TOKENS = 6_000
 """Bound per image part. OpenAI bills at most ~1,600 tokens for one image at high detail
@@ -60,6 +63,26 @@ def gemini_media(part: Any) -> tuple[int, int, Any]:
     if isinstance(mime, str) and mime.startswith("image/"):
         return 0, IMAGE_PART_TOKENS, canonical
     return size, DOCUMENT_PART_TOKENS, canonical
+
+
+def is_gemini_file(value: Any) -> bool:
+    """Whether ``value`` is google-genai's ``types.File`` (an upload's handle), which the SDK
+    turns into a ``file_data`` part when it is given as a part. Checked by name so that
+    sizing need not import google-genai."""
+    t = type(value)
+    return t.__name__ == "File" and t.__module__.startswith("google.genai")
+
+
+def gemini_file(file: Any) -> tuple[int, int, Any]:
+    """``measure`` of an uploaded ``types.File`` given as a part: see the module docstring.
+    Its ``size_bytes`` is the data Gemini reads, so it bounds the part as a blob's bytes do;
+    only the URI and MIME type (never the name's text) go into the fingerprint."""
+    mime = str(getattr(file, "mime_type", None) or "")
+    size = getattr(file, "size_bytes", None)
+    canonical = ("<media>", mime, getattr(file, "uri", None) or getattr(file, "name", None))
+    if mime.startswith("image/"):
+        return 0, IMAGE_PART_TOKENS, canonical
+    return (size if type(size) is int and size > 0 else 0), DOCUMENT_PART_TOKENS, canonical
 
 
 def converse_media(block: Any, measure: Callable[[Any], tuple[int, int, Any]]) -> tuple[int, int, Any] | None:

@@ -14,7 +14,7 @@ import io
 from collections.abc import Mapping
 from typing import Any
 
-from .parts import DOCUMENT_PART_TOKENS, IMAGE_PART_TOKENS, converse_media, gemini_media
+from .parts import DOCUMENT_PART_TOKENS, IMAGE_PART_TOKENS, converse_media, gemini_file, gemini_media, is_gemini_file
 
 __all__ = ["OneShot", "interned", "materialize", "measure"]
 
@@ -72,6 +72,8 @@ def measure(value: Any) -> tuple[int, int, Any]:
         return 0, IMAGE_PART_TOKENS, ("<image>", getattr(value, "size", None), id(value))
     dump = getattr(value, "model_dump", None)  # SDK objects passed back as messages
     if dump is not None:
+        if is_gemini_file(value):  # an upload's handle given as a part: sent as a file reference
+            return gemini_file(value)
         return measure(dump(exclude_none=True, mode="json"))
     if hasattr(value, "__next__") and not isinstance(value, io.IOBase):
         raise OneShot  # reading it here would leave the SDK nothing to send

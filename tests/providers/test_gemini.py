@@ -365,6 +365,34 @@ def test_media_parts_are_bounded_as_documented():
         types.Part(text="what is this?"), types.Part.from_bytes(data=b"other", mime_type="image/png")]}, True).fingerprint
 
 
+def test_an_uploaded_file_given_as_a_part_is_bounded_by_its_size(make_guard, fake, client):
+    """``client.files.upload`` returns a ``types.File``; passed as a part, the SDK sends it as a
+    ``file_data`` reference. Its ``size_bytes`` bounds it as a blob's bytes do, where a bare
+    URI can only be estimated: 12 MB of audio must not be admitted on a 6,000-token guess."""
+    from breaker.estimate import DOCUMENT_PART_TOKENS, IMAGE_PART_TOKENS
+    from breaker.providers.gemini import GeminiAdapter
+
+    audio = types.File(name="files/abc", uri="https://x/files/abc", mime_type="audio/mpeg", size_bytes=12_345_678)
+    image = types.File(name="files/img", uri="https://x/files/img", mime_type="image/png", size_bytes=9_000_000)
+    describe = GeminiAdapter().describe
+    assert describe({"model": MODEL, "contents": [audio, "hi"]}, True).input_tokens >= 12_345_678 + DOCUMENT_PART_TOKENS
+    assert IMAGE_PART_TOKENS <= describe({"model": MODEL, "contents": [image, "hi"]}, True).input_tokens < 2 * IMAGE_PART_TOKENS
+    other = types.File(name="files/def", uri="https://x/files/def", mime_type="audio/mpeg", size_bytes=12_345_678)
+    assert describe({"model": MODEL, "contents": [audio]}, True).fingerprint != describe(
+        {"model": MODEL, "contents": [other]}, True).fingerprint  # another upload is another request
+
+    guard = make_guard(budgets=[Budget(usd=0.05)]).instrument()
+    fake.push(Reply(text="a transcript", input_tokens=2_000, output_tokens=3))
+    with killed_session(guard, "upload"):
+        client.models.generate_content(  # the same reference by URI: an estimate, affordable
+            model=MODEL, contents=[types.Part.from_uri(file_uri=audio.uri, mime_type="audio/mpeg"), "hi"],
+            config=config(max_output_tokens=100))
+        assert fake.count == 1 and "fileData" in fake.requests[0].body["contents"][0]["parts"][0]
+        with pytest.raises(BudgetExceeded):
+            client.models.generate_content(model=MODEL, contents=[audio, "hi"], config=config(max_output_tokens=100))
+    assert fake.count == 1  # refused before any request
+
+
 def test_a_function_tool_is_bounded_as_the_declaration_sent():
     from breaker.providers.gemini import GeminiAdapter
 
