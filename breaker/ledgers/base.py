@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from dataclasses import dataclass, field, fields, replace
 from datetime import timedelta
 from typing import Any, Iterable, Protocol, runtime_checkable
@@ -463,8 +464,11 @@ def storable_record(record: CallRecord) -> CallRecord:
 
 
 def new_id() -> str:
-    """A random id for a reservation or a settlement (96 bits: no collisions in practice)."""
-    return os.urandom(12).hex()
+    """An id for a reservation or a settlement: the time in milliseconds (12 hex digits), then 80
+    random bits (no collisions in practice: a collision would make a settlement look like a replay
+    of another). Time first so that ids written in a row sort together: a SQLite ledger's ``ops``
+    B-tree of days of ids takes each new one on its last page (cached) instead of a random one."""
+    return f"{time.time_ns() // 1_000_000:012x}{os.urandom(10).hex()}"
 
 
 def decide(

@@ -1,9 +1,14 @@
 """The SQLite ledger's file (``ledgers.sqlite``): its tables, the version of their layout and the upgrade
 of an older file, and the statements every call runs.
 
-What each call writes is what it costs: a transaction's commit writes every page it changed to the WAL,
-so the tables written by every reservation and settlement are ``WITHOUT ROWID`` (one B-tree each, beside
-an index on time), counters are read by primary key, and a row is updated in place.
+What each call writes is what it costs: a transaction's commit writes every page it changed to the WAL
+(about 20 µs a page on a loaded VM), so the tables written by every reservation and settlement are
+``WITHOUT ROWID`` (one B-tree each), counters are read by primary key, and a row is updated in place.
+``holds`` has no index on its expiry: it holds only the calls in flight, and the ledger looks for lapsed
+ones at most once a second (``SQLite._purge_holds``), so keeping an index would write two more pages a
+call to save a scan of a small table. ``ops`` keeps one (it is pruned by time, and holds days of ids);
+its ids are time-ordered (``base.new_id``), so each insert lands on the B-tree's last page, which is
+in the cache, not on a random page of a table of millions.
 """
 
 from __future__ import annotations
@@ -19,11 +24,12 @@ from .base import RECORD_FIELDS, CallRecord, record_dict
 __all__ = ["RECORD_SQL", "SCHEMA", "STORE_SQL", "VERSION", "load_sql", "missing_columns", "pairs", "record_row",
            "upgrade"]
 
-# Written by every reservation and settlement: WITHOUT ROWID, one B-tree per table beside its index on time.
-# {table: (columns, the column of its time index)}; ``upgrade`` rebuilds an older file's in this form.
-_ID_TABLES = {
+# Written by every reservation and settlement: WITHOUT ROWID, one B-tree per table (``ops`` beside its index
+# on time). {table: (columns, the column of its time index or None)}; ``upgrade`` rebuilds an older file's
+# in this form.
+_ID_TABLES: dict[str, tuple[str, str | None]] = {
     "holds": ("id TEXT PRIMARY KEY, expires REAL NOT NULL, a0 INTEGER NOT NULL, a1 INTEGER NOT NULL, "
-              "a2 INTEGER NOT NULL, ctrs TEXT NOT NULL", "expires"),
+              "a2 INTEGER NOT NULL, ctrs TEXT NOT NULL", None),
     "ops": ("id TEXT PRIMARY KEY, at REAL NOT NULL", "at"),
 }
 
@@ -57,16 +63,18 @@ CREATE TABLE IF NOT EXISTS grants(
 CREATE TABLE IF NOT EXISTS trip_log(
     key TEXT NOT NULL, win INTEGER NOT NULL, metric INTEGER NOT NULL, at REAL NOT NULL,
     PRIMARY KEY (key, win, metric)) WITHOUT ROWID;
-""" + "".join(f"CREATE TABLE IF NOT EXISTS {t}({cols}) WITHOUT ROWID;\nCREATE INDEX IF NOT EXISTS {t}_{at} ON {t}({at});\n"
+""" + "".join(f"CREATE TABLE IF NOT EXISTS {t}({cols}) WITHOUT ROWID;\n"
+              + (f"CREATE INDEX IF NOT EXISTS {t}_{at} ON {t}({at});\n" if at else "")
               for t, (cols, at) in _ID_TABLES.items())
 # Grants and trip times are tables of their own, not columns of ``counters``: a process of an older
 # version sharing the file keeps writing its rows as it always did.
 
-VERSION = 1
+VERSION = 2
 """The file's layout, kept in ``PRAGMA user_version``. 0: ``holds`` and ``ops`` are rowid tables with a
 separate index on their id, so each reservation and settlement wrote three B-trees of each; 1: they are
-``WITHOUT ROWID`` (two). The columns are the same, so processes of either version share a file; a file of
-version 0 is converted the first time this version opens it (``upgrade``)."""
+``WITHOUT ROWID`` (two); 2: ``holds`` has no index on its expiry (one). The columns are the same, so
+processes of any version share a file (an older one recreates the index it expects, which only costs it
+time); an older file is converted the first time this version opens it (``upgrade``)."""
 
 
 
@@ -92,7 +100,9 @@ def upgrade(conn: sqlite3.Connection, lock: threading.Lock) -> None:
                         conn.execute(f"INSERT OR IGNORE INTO {t}_v1 SELECT * FROM {t} WHERE id IS NOT NULL")
                         conn.execute(f"DROP TABLE {t}")  # its indexes go with it
                         conn.execute(f"ALTER TABLE {t}_v1 RENAME TO {t}")
-                        conn.execute(f"CREATE INDEX {t}_{at} ON {t}({at})")
+                        if at:
+                            conn.execute(f"CREATE INDEX {t}_{at} ON {t}({at})")
+                conn.execute("DROP INDEX IF EXISTS holds_expires")  # version 1
                 conn.execute(f"PRAGMA user_version = {VERSION}")
             conn.execute("COMMIT")
         except BaseException:

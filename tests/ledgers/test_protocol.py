@@ -4,6 +4,8 @@ Redis and the ``Resilient`` wrapper, which answers for the store it wraps."""
 
 from __future__ import annotations
 
+import time
+
 from breaker.ledgers import Memory
 from breaker.ledgers import resilient as resilient_module
 from breaker.ledgers.base import Ask, Counter, Hold, Ledger, LedgerBase, LedgerUnavailable, Limit, new_id
@@ -113,7 +115,10 @@ def test_resilient_forwards_to_what_it_wraps(tmp_path):
 def test_shared_types_live_in_base_and_stay_importable_from_resilient():
     assert resilient_module.Hold is Hold and resilient_module.LedgerUnavailable is LedgerUnavailable
     assert resilient_module.new_id is new_id
-    assert len(new_id()) == 24 and new_id() != new_id()
+    assert len(new_id()) == 32 and new_id() != new_id()
+    first = new_id()
+    time.sleep(0.002)
+    assert first < new_id()  # time-ordered: a SQLite ledger's ops B-tree takes each new id on its last page
     assert LedgerUnavailable("x").maybe_applied is True
     assert Hold("h", None).amount is None
 

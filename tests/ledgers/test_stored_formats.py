@@ -1,5 +1,5 @@
 """Stores written by an older version (issue 22 trimmed what each call writes): a SQLite file of layout 0
-is upgraded in place with its reservations and settlement ids kept, and a Redis counter written without
+or 1 is upgraded in place with its reservations and settlement ids kept, and a Redis counter written without
 the holds hint still gives its expired reservations back."""
 
 from __future__ import annotations
@@ -44,13 +44,23 @@ def to_layout_0(path) -> None:
 
 
 def layout(path) -> tuple[int, dict[str, str]]:
+    """The file's layout version and its ``holds`` and ``ops`` tables' SQL; checks their indexes are
+    the ones that version has (layout 2 dropped the one on the holds' expiry)."""
     conn = sqlite3.connect(path)
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     sql = dict(conn.execute("SELECT name, sql FROM sqlite_master WHERE name IN ('holds', 'ops')").fetchall())
     indexes = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
     conn.close()
-    assert {"holds_expires", "ops_at"} <= indexes
+    assert "ops_at" in indexes and ("holds_expires" in indexes) == (version < 2)
     return version, sql
+
+
+def to_layout_1(path) -> None:
+    """A ledger file as layout 1 had it: the holds' expiry indexed."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("CREATE INDEX holds_expires ON holds(expires)")
+    conn.execute("PRAGMA user_version = 1")
+    conn.close()
 
 
 def test_a_new_sqlite_file_has_the_current_layout(tmp_path):
@@ -79,6 +89,24 @@ def test_a_sqlite_file_of_layout_0_is_upgraded_with_its_holds_and_settlement_ids
     ledger.close()
     SQLite(path).close()  # opened again: nothing left to upgrade
     assert layout(path)[0] == VERSION
+
+
+def test_a_sqlite_file_of_layout_1_loses_the_holds_index_and_keeps_its_holds(tmp_path):
+    path = tmp_path / "l.sqlite"
+    old = SQLite(path)
+    held = old.reserve(ask(500), T0).handle
+    lapsing = old.reserve(Ask(GLOBAL, LIMITS, (40, 4, 1), (0, 0, 0), 1, 1, ttl=5.0), T0).handle
+    old.close()
+    to_layout_1(path)
+    assert layout(path)[0] == 1
+
+    ledger = SQLite(path)
+    assert layout(path)[0] == VERSION == 2
+    assert ledger.read(GLOBAL, T0 + 1)[0].reserved == (540, 14, 2)
+    assert ledger.read(GLOBAL, T0 + 6)[0].reserved == (500, 10, 1)  # the lapsed hold given back, found by a scan
+    assert lapsing is not None and ledger.settle(held, GLOBAL, LIMITS, (300, 5, 1), T0 + 7) == (300,)
+    assert ledger.read(GLOBAL, T0 + 8)[0].reserved == (0, 0, 0)
+    ledger.close()
 
 
 def test_a_sqlite_file_of_layout_0_still_used_by_an_older_process_keeps_working(tmp_path):
