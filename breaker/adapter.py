@@ -90,6 +90,12 @@ class Call:
         units: a bound on the non-token units the request will be billed
             (``{"input_characters": 1200}``, ``{"audio_seconds": 600}``: ``Usage`` field
             names), reserved at admission on top of the token bound.
+        text_only: the request carries nothing but text (no image, audio, video or file
+            part, no cached or continued content that could hold one), so its input bills
+            at the text rates: it is reserved at the dearest of those (cache reads and
+            writes included), not at the dearest input kind (gemini-2.5-flash bills audio
+            at 3.3 times text). Adapters set it only when they are sure; ``False`` is the
+            safe default.
     """
 
     model: str
@@ -108,6 +114,7 @@ class Call:
     price_context: tuple[tuple[str, str], ...] | None = None
     strict_provider: bool = False
     units: dict[str, int] | None = None
+    text_only: bool = False
 
 
 @dataclass(slots=True)
@@ -164,7 +171,7 @@ class Ticket:
         call = self.call
         usd = 0
         if self.price is not None:
-            fixed, per = self.price.worst_case(call.input_tokens)
+            fixed, per = self.price.worst_case(call.input_tokens, call.text_only)
             usd = fixed + per * self.output_budget + (self.price.units_cost(call.units) if call.units else 0)
         return (usd, call.input_tokens + self.output_budget, 1)
 

@@ -348,7 +348,7 @@ class Estimator:
         strict: bool = True,
     ) -> tuple[int, int, int]:
         """``(input_token_bound, fingerprint, message_count)`` of one request, from its bytes alone."""
-        bound, _, fp, n = self.bounds(model, messages, system=system, tools=tools, strict=strict, history=False)
+        bound, _, fp, n, _ = self.bounds(model, messages, system=system, tools=tools, strict=strict, history=False)
         return bound, fp, n
 
     def bounds(
@@ -361,8 +361,12 @@ class Estimator:
         strict: bool = True,
         history: bool = True,
         extra: Any = None,
-    ) -> tuple[int, int, int, int]:
-        """``(input_bound, bytes_bound, fingerprint, message_count)`` of one request.
+    ) -> tuple[int, int, int, int, int]:
+        """``(input_bound, bytes_bound, fingerprint, message_count, media_tokens)`` of one request.
+
+        ``media_tokens`` is the part of the bounds that counts non-text parts (images,
+        documents, audio, files: ``breaker.parts``), 0 when the request carries only text:
+        an adapter can tell from it that the input bills at text rates (``Call.text_only``).
 
         ``extra`` (hashable) is folded into the fingerprint: request parameters that make two
         requests with the same messages different requests (``previous_response_id``,
@@ -433,7 +437,7 @@ class Estimator:
         bound = size + fix + MESSAGE_OVERHEAD * n + REQUEST_OVERHEAD
         fp = hash((model, h)) if extra is None else hash((model, h, extra))
         if not history or state is None:
-            return bound, bound, fp, n
+            return bound, bound, fp, n, fix
         # The conversation key (as _key gives it): the state's own when it holds the first two messages,
         # else from its sums (they cover every message but the last) and this request's hash.
         sums = state[2]
@@ -452,10 +456,10 @@ class Estimator:
         reports = learned.get(key)
         if reports is None:
             if msg_n == 1:
-                return bound, bound, fp, n
+                return bound, bound, fp, n, fix
             reports = learned.get((key[0], 0))  # the continuation of a one-message request
             if reports is None:
-                return bound, bound, fp, n
+                return bound, bound, fp, n, fix
         tightest = bound
         for l_n, l_ctx, tokens, l_size, l_fix, l_h, _ in reports:
             if l_ctx == ctx and l_n <= msg_n and (msg_h if l_n == msg_n else sums[l_n][2]) == l_h:
@@ -465,7 +469,7 @@ class Estimator:
                 tight = tokens + appended + (msg_fix - l_fix) + MESSAGE_OVERHEAD * (msg_n - l_n)
                 if tight < tightest:
                     tightest = tight
-        return tightest, bound, fp, n
+        return tightest, bound, fp, n, fix
 
     def forget(self) -> None:
         """Drop every provider report learned so far (and the requests awaiting one): later

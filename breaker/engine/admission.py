@@ -219,7 +219,7 @@ class Admission:
                 call.input_tokens = max(call.input_tokens, call.input_bytes)
             input_tokens = call.input_tokens
             if price is not None:
-                fixed_usd, per_usd = price.worst_case(input_tokens)
+                fixed_usd, per_usd = price.worst_case(input_tokens, call.text_only)
                 if call.units:
                     fixed_usd += price.units_cost(call.units)
                 if fixed_usd + per_usd * units_max > MAX_NANO:

@@ -64,6 +64,7 @@ _INPUT_KINDS: tuple[dict[str, int], ...] = (
     {"input_tokens": 1, "input_image_tokens": 1, "cache_read_tokens": 1, "cache_image_read_tokens": 1},
     {"input_tokens": 1, "input_video_tokens": 1},
 )
+_TEXT_INPUT_KINDS = _INPUT_KINDS[:4]  # a request of text alone (``Call.text_only``): no modality rates
 _OUTPUT_KINDS: tuple[dict[str, int], ...] = (
     {"output_tokens": 1},
     {"output_tokens": 1, "reasoning_tokens": 1},
@@ -99,6 +100,7 @@ class Price:
     # Per band: (threshold, dearest input rate, dearest output rate, request fee), precomputed
     # because worst_case runs on every admission.
     worst: tuple[tuple[int, int, int, int], ...] = ()
+    worst_text: tuple[tuple[int, int, int, int], ...] = ()  # the same, of a request of text alone
     terms: Any = None  # attrgetter(*fields): the usage vector in one C-level call
 
     def __post_init__(self) -> None:
@@ -108,11 +110,9 @@ class Price:
             # a field this price leaves out costs nothing extra: sum the ones it has
             return max(sum(c[index[f]] * n for f, n in kind.items() if f in index) for kind in kinds)
 
-        worst = tuple(
-            (threshold, dearest(c, _INPUT_KINDS), dearest(c, _OUTPUT_KINDS), fee)
-            for threshold, c, fee in self.bands
-        )
-        object.__setattr__(self, "worst", worst)
+        for name, kinds in (("worst", _INPUT_KINDS), ("worst_text", _TEXT_INPUT_KINDS)):
+            object.__setattr__(self, name, tuple(
+                (threshold, dearest(c, kinds), dearest(c, _OUTPUT_KINDS), fee) for threshold, c, fee in self.bands))
         object.__setattr__(self, "terms", attrgetter(*self.fields))
 
     def _band(self, input_tokens: int) -> tuple[int, tuple[int, ...], int]:
@@ -140,7 +140,7 @@ class Price:
             total += fee * (usage.requests or 1)
         return -(-total // self.den)
 
-    def worst_case(self, input_tokens: int) -> tuple[int, int]:
+    def worst_case(self, input_tokens: int, text_only: bool = False) -> tuple[int, int]:
         """``(fixed, per_output_token)`` nano-USD bounds for a request.
 
         ``fixed`` covers ``input_tokens`` input tokens as if each were billed at
@@ -148,9 +148,11 @@ class Price:
         than plain input) plus the per-request fee; ``per_output_token`` is the
         dearest output rate, rounded up. Every band the input could land in is
         considered, so the bound holds whatever the real input count is, up to
-        ``input_tokens``.
+        ``input_tokens``. ``text_only`` (``Call.text_only``): the request holds no
+        image, audio or video, so only the text kinds (plain, cache read, cache
+        writes) can be billed.
         """
-        worst = self.worst
+        worst = self.worst_text if text_only else self.worst
         if len(worst) == 1:
             _, worst_in, worst_out, fee = worst[0]
         else:

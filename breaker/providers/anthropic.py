@@ -179,7 +179,7 @@ class MessagesAdapter(Adapter):
         cap = kwargs.get("max_tokens")
         if cap is not None and cap.__class__ in SENTINELS:
             cap = None
-        bound, by_bytes, fp, n = _bounds(model, messages, system=system, tools=tools, strict=strict)
+        bound, by_bytes, fp, n, _ = _bounds(model, messages, system=system, tools=tools, strict=strict)
 
         def trimmed_input(keep: int) -> int:  # Call.trimmed_input: a closure, not a partial (see trim.py)
             return trimmed_bound(model, messages, "anthropic", system, tools, strict, keep)

@@ -201,7 +201,7 @@ class ConverseAdapter(Adapter):
         inference = kwargs.get("inferenceConfig")
         cap = inference.get("maxTokens") if isinstance(inference, Mapping) else None
         model = model_name(model_id)
-        bound, by_bytes, fp, n = _bounds(model, messages, system=system, tools=tools, strict=strict)
+        bound, by_bytes, fp, n, _ = _bounds(model, messages, system=system, tools=tools, strict=strict)
 
         def trimmed_input(keep: int) -> int:  # Call.trimmed_input: a closure, not a partial (see trim.py)
             return trimmed_bound(model, messages, "anthropic", system, tools, strict, keep)  # type: ignore[arg-type]

@@ -315,13 +315,15 @@ def _is_function(tool: Any) -> bool:
     return callable(tool) and not isinstance(tool, (Mapping, type)) and not hasattr(type(tool), "model_fields")
 
 
-def _tools(tools: Any) -> tuple[Any, tuple[str, ...], bool]:
-    """``(tools as measured, their names, whether one is Google Search)``."""
+def _tools(tools: Any) -> tuple[Any, tuple[str, ...], bool, bool]:
+    """``(tools as measured, their names, whether one is Google Search, whether one is another built-in
+    tool)``. A built-in tool other than search (URL context, code execution, file search...) may bring
+    images or documents into the input, so a request offering one is not ``Call.text_only``."""
     if not tools:
-        return None, (), False
+        return None, (), False, False
     items = tools if isinstance(tools, (list, tuple)) else [tools]
     names: list[str] = []
-    search = False
+    search = builtin = False
     measured: list[Any] | None = None
     for i, tool in enumerate(items):
         if _is_function(tool):
@@ -342,7 +344,8 @@ def _tools(tools: Any) -> tuple[Any, tuple[str, ...], bool]:
             fields = tool.keys() if isinstance(tool, Mapping) else getattr(type(tool), "model_fields", None) or ()
             kind = next((k for k in fields if _cfg(tool, k) is not None), None)
             names.append(str(kind or type(tool).__name__))
-    return (items if measured is None else measured), tuple(names), search
+            builtin = True
+    return (items if measured is None else measured), tuple(names), search, builtin
 
 
 _FIELDS = ("system_instruction", "tools", "max_output_tokens", "candidate_count", "service_tier", *_DISTINCT)
@@ -409,12 +412,12 @@ class GeminiAdapter(Adapter):
         config = kwargs.get("config")
         messages = contents if isinstance(contents, list) else [contents]
         system, tools, cap, choices, tier, *distinct = _fields(config)
-        tools, names, search = _tools(tools)
+        tools, names, search, builtin = _tools(tools)
         extra: tuple[tuple[str, Any], ...] | None = None
         for key, v in zip(_DISTINCT, distinct):  # _distinct(), inline: usually all None
             if v is not None:
                 extra = (extra or ()) + ((key, v if isinstance(v, (str, bytes)) else hash(measure(v)[2])),)
-        bound, by_bytes, fp, n = _bounds(name, messages, system=system, tools=tools, strict=strict, extra=extra)
+        bound, by_bytes, fp, n, media = _bounds(name, messages, system=system, tools=tools, strict=strict, extra=extra)
         if cap is not None and type(choices) is int and choices > 1:
             cap = cap * choices
 
@@ -430,6 +433,8 @@ class GeminiAdapter(Adapter):
             trimmed_input if isinstance(contents, list) else None, by_bytes, _learn,
             price_context=(("service_tier", tier),) if tier in _TIERS else None,
             strict_provider=self.strict_provider, units=units,
+            # no media part measured, no cached or continued content, no tool that fetches media
+            text_only=not media and not builtin and distinct[0] is None and distinct[1] is None,
         )
 
     def apply(self, kwargs: dict[str, Any], patch: Patch, call: Call) -> dict[str, Any]:

@@ -204,7 +204,7 @@ class ChatAdapter(Adapter):
         if tools is not None and (tools.__class__ in SENTINELS or not tools):
             tools = value(kwargs, "tools") or value(kwargs, "functions")  # a sentinel or an empty value: the exact rule
         extra = _distinct(kwargs, _CHAT_DISTINCT) if "tool_choice" in kwargs or "response_format" in kwargs else None
-        bound, by_bytes, fp, n = _bounds(model, messages, tools=tools, strict=strict, extra=extra)
+        bound, by_bytes, fp, n, _ = _bounds(model, messages, tools=tools, strict=strict, extra=extra)
 
         def trimmed_input(keep: int) -> int:  # Call.trimmed_input: a closure, not a partial (see trim.py)
             return trimmed_bound(model, messages, "openai", None, tools, strict, keep)
@@ -407,7 +407,7 @@ class ResponsesAdapter(Adapter):
         system = kwargs.get("instructions")
         if system is not None and system.__class__ in SENTINELS:
             system = None
-        bound, by_bytes, fp, n = _bounds(model, messages, system=system, tools=tools, strict=strict,
+        bound, by_bytes, fp, n, _ = _bounds(model, messages, system=system, tools=tools, strict=strict,
                                          extra=_distinct(kwargs, _RESPONSES_DISTINCT))
 
         def trimmed_input(keep: int) -> int:  # Call.trimmed_input: a closure, not a partial (see trim.py)

@@ -197,7 +197,7 @@ def describe(
     of the request this one extends (``learn``, called at settlement). ``strict`` is
     ``guard.input_estimate != "loose"``.
     """
-    bound, by_bytes, fp, count = ESTIMATOR.bounds(
+    bound, by_bytes, fp, count, _ = ESTIMATOR.bounds(
         model, wire_messages(messages), tools=_tools_data(tools), strict=strict,
     )
     return Call(

@@ -222,7 +222,7 @@ class BreakerLogger(CustomLogger):
         # request they extend.
         sent = kwargs.get("messages")
         items = interned(sent if isinstance(sent, list) else messages if isinstance(messages, list) else [messages])
-        bound, by_bytes, fp, count = ESTIMATOR.bounds(
+        bound, by_bytes, fp, count, _ = ESTIMATOR.bounds(
             model, items, system=system, tools=tools or None, strict=self.guard.input_estimate != "loose",
             extra=_distinct(params),
         )

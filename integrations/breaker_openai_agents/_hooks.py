@@ -120,7 +120,7 @@ class BreakerHooks(RunHooks[Any]):
         # into chat messages): bounded as the SDK layer bounds them, tightened from the reported input of
         # the request they extend.
         items = interned([{"role": "user", "content": input_items}] if isinstance(input_items, str) else list(input_items))
-        bound, by_bytes, fp, count = ESTIMATOR.bounds(
+        bound, by_bytes, fp, count, _ = ESTIMATOR.bounds(
             name, items, system=system_prompt, tools=tools or None, strict=self.guard.input_estimate != "loose",
         )
         settings = agent.model_settings

@@ -109,7 +109,7 @@ class BreakerCapability(AbstractCapability[Any]):
         provider = _PROVIDERS.get(vendor, vendor) if vendor is not None else None
         params = rc.model_request_parameters
         tools = [*(params.function_tools or ()), *(getattr(params, "output_tools", None) or ())]
-        bound, by_bytes, fp, count = ESTIMATOR.bounds(
+        bound, by_bytes, fp, count, _ = ESTIMATOR.bounds(
             name, wire_messages(rc.messages), system=_instructions(params),
             tools=_tool_schemas(tools, params) or None, strict=self.guard.input_estimate != "loose",
         )

@@ -192,6 +192,6 @@ def test_the_handler_bounds_the_wire_form_and_honours_input_estimate(mode):
     with guard.session(f"lcb-wire-{mode}"):
         model.invoke(messages, config={"callbacks": [BreakerCallbackHandler(guard)]})
     (call, bound), = guard.admitted
-    expected, by_bytes, _, _ = ESTIMATOR.bounds("gpt-4o", convert_to_openai_messages(messages),
+    expected, by_bytes, _, _, _ = ESTIMATOR.bounds("gpt-4o", convert_to_openai_messages(messages),
                                                 strict=mode == "strict", history=False)
     assert (bound, call.input_bytes, call.learn) == (expected, by_bytes, ESTIMATOR.learn)

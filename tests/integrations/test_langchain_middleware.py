@@ -263,7 +263,7 @@ def test_the_input_bound_is_the_sdk_layers_bound_of_the_wire_form(mode):
         agent.invoke({"messages": history})
     (call, bound), = guard.admitted
     wire = convert_to_openai_messages(history)
-    expected, by_bytes, _, count = ESTIMATOR.bounds("gpt-4o", wire, tools=[convert_to_openai_tool(search)],
+    expected, by_bytes, _, count, _ = ESTIMATOR.bounds("gpt-4o", wire, tools=[convert_to_openai_tool(search)],
                                                     strict=mode == "strict", history=False)
     assert (bound, call.input_bytes, call.messages) == (expected, by_bytes, count)
     assert call.learn == ESTIMATOR.learn

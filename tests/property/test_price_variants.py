@@ -11,6 +11,8 @@ from decimal import ROUND_CEILING
 from genai_prices import Usage as GUsage
 from genai_prices import calc_price, data_snapshot
 from genai_prices.types import ModelPrice
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from breaker import Usage
 from breaker.pricing import PriceBook
@@ -86,3 +88,38 @@ def test_every_variant_and_unit_price_matches_calc_price():
                     assert price.cost(usage) == expected, (provider.id, info.id, context, usage)
                     checked += 1
     assert models > 300 and checked > 1500
+
+
+def _special_prices() -> list:
+    book = PriceBook()
+    found = []
+    for provider in data_snapshot.get_snapshot().providers:
+        for info in provider.models:
+            if _special(info):
+                price = book.lookup(info.id, provider.id, strict=True)
+                if price is not None:
+                    found.append(price)
+    return found
+
+
+_SPECIAL_PRICES = _special_prices()
+
+
+@settings(max_examples=400, deadline=None)
+@given(data=st.data())
+def test_a_text_only_request_never_costs_more_than_its_text_rate_worst_case(data):
+    """``Price.worst_case(n, text_only=True)`` (``Call.text_only``): whatever split of ``n`` input
+    tokens into plain, cache read and cache write (5 min, 1 h) a text-only request is billed, and
+    whatever its output, it costs no more than that reservation, which is never above the
+    any-kind one (and below it where audio, image or video input is dearer)."""
+    price = data.draw(st.sampled_from(_SPECIAL_PRICES))
+    inp = data.draw(st.integers(0, 1_200_000))
+    out = data.draw(st.integers(0, 100_000))
+    cr = data.draw(st.integers(0, inp))
+    cw = data.draw(st.integers(0, inp - cr))
+    cw1h = data.draw(st.integers(0, cw))
+    reasoning = data.draw(st.integers(0, out))
+    fixed, per = price.worst_case(inp, True)
+    assert price.cost(Usage(inp, out, cr, cw, reasoning, cache_write_1h_tokens=cw1h)) <= fixed + per * out
+    any_fixed, any_per = price.worst_case(inp)
+    assert fixed <= any_fixed and per == any_per

@@ -393,6 +393,36 @@ def test_an_uploaded_file_given_as_a_part_is_bounded_by_its_size(make_guard, fak
     assert fake.count == 1  # refused before any request
 
 
+def test_a_text_only_request_is_reserved_at_text_rates(make_guard, fake, client):
+    """gemini-2.5-flash bills audio input at 3.3 times text: a request of text alone cannot be
+    billed audio, so it is reserved at the text rates. The same request with a cached content
+    (which may hold audio) or a media part is reserved at the dearest kind, as before."""
+    from breaker.providers.gemini import GeminiAdapter
+
+    describe = GeminiAdapter().describe
+    text = {"model": MODEL, "contents": "x" * 40_000, "config": config(max_output_tokens=100)}
+    cached = {**text, "contents": "y" * 40_000,  # other text, of the same size: nothing learned of it
+              "config": config(max_output_tokens=100, cached_content="cachedContents/abc")}
+    plain, unsure = describe(text, True), describe(cached, True)  # strict: the guard's default bound
+    assert plain.text_only and not unsure.text_only and plain.input_tokens == unsure.input_tokens
+    media = {**text, "contents": ["x" * 40_000, types.Part.from_bytes(data=b"ID3", mime_type="audio/mp3")]}
+    tool = {**text, "config": config(max_output_tokens=100, tools=[types.Tool(url_context=types.UrlContext())])}
+    assert not describe(media, True).text_only and not describe(tool, True).text_only
+    price = PriceBook().lookup(MODEL, "google")
+    text_worst = price.worst_case(plain.input_tokens, True)[0] + price.worst_case(0)[1] * 100
+    any_worst = price.worst_case(plain.input_tokens)[0] + price.worst_case(0)[1] * 100
+    assert any_worst > 2 * text_worst
+
+    guard = make_guard(budgets=[Budget(usd=2 * text_worst / 1e9)]).instrument()
+    fake.push(Reply(text="ok", input_tokens=1_000, output_tokens=2))
+    with killed_session(guard, "text-rates"):
+        client.models.generate_content(**text)  # reserved at text rates: affordable
+        assert fake.count == 1
+        with pytest.raises(BudgetExceeded):
+            client.models.generate_content(**cached)  # the same size, reserved at the audio rate: not
+    assert fake.count == 1
+
+
 def test_a_function_tool_is_bounded_as_the_declaration_sent():
     from breaker.providers.gemini import GeminiAdapter
 

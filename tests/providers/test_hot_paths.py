@@ -174,7 +174,7 @@ def test_adapters_build_call_positionally_in_this_field_order():
     assert [f.name for f in dataclasses.fields(Call)] == [
         "model", "provider", "input_tokens", "max_output_tokens", "fingerprint", "tools", "operation",
         "stream", "messages", "attrs", "trimmed_input", "input_bytes", "learn", "price_context",
-        "strict_provider", "units",
+        "strict_provider", "units", "text_only",
     ]
 
 

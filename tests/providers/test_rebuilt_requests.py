@@ -77,7 +77,7 @@ def test_512_concurrent_rebuilt_conversations_all_hit(measured):
 def test_a_rebuilt_history_is_bounded_from_the_report_of_the_request_it_extends():
     est = Estimator()
     history = conversation("learned", 20)
-    bound, by_bytes, fp, _ = est.bounds("m", history)
+    bound, by_bytes, fp, _, _ = est.bounds("m", history)
     est.learn(fp, 100)  # the provider counted 100 input tokens for it
     grown = rebuilt(history) + [{"role": "user", "content": "and then?"}]
     same_objects = history + [grown[-1]]
@@ -93,7 +93,7 @@ def test_conversations_sharing_their_first_two_messages_keep_their_own_prefix_an
                         {"role": "user", "content": "tool result"}] for b in range(3)]
     reports = {}
     for b, msgs in enumerate(branches):
-        _, _, fp, _ = est.bounds("m", msgs)
+        _, _, fp, _, _ = est.bounds("m", msgs)
         est.learn(fp, 10 + b)
         reports[b] = 10 + b
     before = measured["messages"]
@@ -107,7 +107,7 @@ def test_a_siblings_report_replaces_the_others_and_the_conversation_goes_on_from
     est = Estimator()
     history = conversation("siblings", 10)
     for attempt in range(6):  # retries with a rewritten last message: only the latest report is kept
-        _, _, fp, _ = est.bounds("m", history + [{"role": "user", "content": f"attempt {attempt}"}])
+        _, _, fp, _, _ = est.bounds("m", history + [{"role": "user", "content": f"attempt {attempt}"}])
         est.learn(fp, 50 + attempt)
     assert [len(b) for b in est._learned.values()] == [1]
     grown = history + [{"role": "user", "content": "attempt 5"}, {"role": "assistant", "content": "done"}]
