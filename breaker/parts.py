@@ -14,7 +14,8 @@ bounded here instead:
   side); audio, video and PDF blobs count the bytes of their data (Gemini bills 32
   tokens a second of audio, about 263 a second of video, 258 a page: below what any
   such file weighs) plus ``DOCUMENT_PART_TOKENS``; a ``file_data`` reference (an
-  uploaded file, a URI) counts ``DOCUMENT_PART_TOKENS``, an estimate, since its size is
+  uploaded file, a URI; also a bare ``{"file_uri": ..., "mime_type": ...}`` part, which
+  the SDK sends as one) counts ``DOCUMENT_PART_TOKENS``, an estimate, since its size is
   not in the request. An uploaded ``types.File`` passed itself as a part (the SDK sends
   it as a ``file_data`` reference) carries its ``size_bytes``: it counts like a blob of
   that size, a bound; without a size, ``DOCUMENT_PART_TOKENS``, the same estimate. A PIL

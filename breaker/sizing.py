@@ -50,6 +50,8 @@ def measure(value: Any) -> tuple[int, int, Any]:
             else:
                 n += _text_len(k) + _text_len(v)
         else:
+            if ("file_uri" in value or "fileUri" in value) and len(value) <= 3:
+                return gemini_media({"file_data": value})  # a FileData dict as a Gemini part: a file reference
             return n, 0, tuple(sorted(value.items()))
         return _mapping(value)
     if t is list or t is tuple:

@@ -56,7 +56,7 @@ def test_the_bound_is_never_below_the_report(steps, worst, strict):
             system = arg or None
         elif kind == "tools":
             tools = [{"name": t} for t in arg] or None
-        bound, by_bytes, fp, _ = est.bounds("gpt-4o", messages, system=system, tools=tools, strict=strict)
+        bound, by_bytes, fp, _, _ = est.bounds("gpt-4o", messages, system=system, tools=tools, strict=strict)
         body = {"messages": messages, "system": system, "tools": tools}
         reported = reported_by(body)
         assert bound <= by_bytes
@@ -72,7 +72,7 @@ def test_history_makes_a_long_conversation_cheap_to_bound():
     for step in range(20):
         messages = messages + [{"role": "user", "content": f"question {step} " + "words " * 60},
                                {"role": "assistant", "content": "answer " * 40}]
-        bound, by_bytes, fp, _ = est.bounds("gpt-4o", messages)
+        bound, by_bytes, fp, _, _ = est.bounds("gpt-4o", messages)
         reported = count_input({"messages": messages})
         assert bound >= reported
         ratios.append(bound / reported)
@@ -85,8 +85,8 @@ def test_the_first_report_already_tightens_the_second_request():
     """A one-message request and its continuation are filed under different conversation keys."""
     est = Estimator()
     first = [{"role": "user", "content": "hello " * 200}]
-    bound, by_bytes, fp, _ = est.bounds("gpt-4o", first)
+    bound, by_bytes, fp, _, _ = est.bounds("gpt-4o", first)
     est.learn(fp, count_input({"messages": first}))
     second = first + [{"role": "assistant", "content": "hi"}, {"role": "user", "content": "more"}]
-    bound2, by_bytes2, _, _ = est.bounds("gpt-4o", second)
+    bound2, by_bytes2, _, _, _ = est.bounds("gpt-4o", second)
     assert count_input({"messages": second}) <= bound2 < by_bytes2 / 2

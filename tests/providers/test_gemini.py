@@ -377,6 +377,9 @@ def test_an_uploaded_file_given_as_a_part_is_bounded_by_its_size(make_guard, fak
     describe = GeminiAdapter().describe
     assert describe({"model": MODEL, "contents": [audio, "hi"]}, True).input_tokens >= 12_345_678 + DOCUMENT_PART_TOKENS
     assert IMAGE_PART_TOKENS <= describe({"model": MODEL, "contents": [image, "hi"]}, True).input_tokens < 2 * IMAGE_PART_TOKENS
+    by_uri = describe({"model": MODEL, "contents": [types.Part.from_uri(file_uri=audio.uri, mime_type="audio/mpeg")]}, True)
+    bare = describe({"model": MODEL, "contents": [{"file_uri": audio.uri, "mime_type": "audio/mpeg"}]}, True)
+    assert bare.input_tokens == by_uri.input_tokens >= DOCUMENT_PART_TOKENS  # the SDK sends a bare FileData dict as a file
     other = types.File(name="files/def", uri="https://x/files/def", mime_type="audio/mpeg", size_bytes=12_345_678)
     assert describe({"model": MODEL, "contents": [audio]}, True).fingerprint != describe(
         {"model": MODEL, "contents": [other]}, True).fingerprint  # another upload is another request
