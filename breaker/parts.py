@@ -8,6 +8,9 @@ bounded here instead:
   largest image they accept after resizing), not the size of its data;
 * a document or file part counts the bytes of its data plus
   ``DOCUMENT_PART_TOKENS``. For very image-heavy PDFs this is an estimate, not a bound;
+* an OpenAI ``input_audio`` part counts the bytes of its data plus ``DOCUMENT_PART_TOKENS``
+  (as a Gemini audio blob does); an assistant turn's ``audio`` sent back by id counts
+  ``DOCUMENT_PART_TOKENS``, an estimate, since the audio's length is not in the request;
 * Gemini media parts (``inline_data`` / ``inlineData``): an ``image/*`` blob counts
   ``IMAGE_PART_TOKENS`` (Gemini 3 bills at most 1,120 a image at high resolution,
   Gemini 2.x 258 per 768-pixel tile: 6,000 covers images up to about 3,500 pixels a

@@ -19,7 +19,9 @@ from .parts import DOCUMENT_PART_TOKENS, IMAGE_PART_TOKENS, converse_media, gemi
 __all__ = ["OneShot", "interned", "materialize", "measure"]
 
 _IMAGE_TYPES = frozenset({"image_url", "input_image", "image"})
-_DOCUMENT_TYPES = frozenset({"document", "file", "input_file"})
+# Parts counted as the bytes of their data plus DOCUMENT_PART_TOKENS: documents, files, and OpenAI's
+# ``input_audio`` (like a Gemini audio blob: see breaker.parts).
+_DOCUMENT_TYPES = frozenset({"document", "file", "input_file", "input_audio"})
 
 
 def _text_len(s: str) -> int:
@@ -126,6 +128,8 @@ def _mapping(value: Any) -> tuple[int, int, Any]:
         if media is not None:
             return media
     n, fixed, items = 0, DOCUMENT_PART_TOKENS if kind in _DOCUMENT_TYPES else 0, []
+    if "audio" in value and "role" in value and isinstance(value["audio"], Mapping):
+        fixed += DOCUMENT_PART_TOKENS  # an OpenAI assistant turn's audio, sent back by id: its length is not here
     for k, v in value.items():
         b, f, c = measure(v)
         n += b + (_text_len(k) if isinstance(k, str) else 0)

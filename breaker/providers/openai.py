@@ -204,7 +204,7 @@ class ChatAdapter(Adapter):
         if tools is not None and (tools.__class__ in SENTINELS or not tools):
             tools = value(kwargs, "tools") or value(kwargs, "functions")  # a sentinel or an empty value: the exact rule
         extra = _distinct(kwargs, _CHAT_DISTINCT) if "tool_choice" in kwargs or "response_format" in kwargs else None
-        bound, by_bytes, fp, n, _ = _bounds(model, messages, tools=tools, strict=strict, extra=extra)
+        bound, by_bytes, fp, n, media = _bounds(model, messages, tools=tools, strict=strict, extra=extra)
 
         def trimmed_input(keep: int) -> int:  # Call.trimmed_input: a closure, not a partial (see trim.py)
             return trimmed_bound(model, messages, "openai", None, tools, strict, keep)
@@ -223,6 +223,7 @@ class ChatAdapter(Adapter):
             model, self.provider, bound, cap, fp, tool_names(tools) if tools else (), "chat",
             kwargs.get("stream") is True, n, {}, trimmed_input, by_bytes, _learn,
             None if tier is None else service_tier(tier), self.strict_provider,
+            None, not media,  # text_only: no image, file or audio part (gpt-audio bills audio at 12.8x text)
         )
 
     def apply(self, kwargs: dict[str, Any], patch: Patch, call: Call) -> dict[str, Any]:

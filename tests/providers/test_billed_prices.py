@@ -150,6 +150,36 @@ def test_audio_tokens_are_billed_at_audio_rates(make_guard, fake, model):
     assert cost > 4 * text_only
 
 
+def test_a_text_only_chat_request_to_an_audio_model_is_reserved_at_text_rates(make_guard, fake):
+    """gpt-audio bills audio input at 12.8 times text: a request with no audio in it (no ``input_audio``
+    part, no earlier audio answer sent back by id) is reserved at the text rate; one with audio at the
+    audio rate, its audio reference counted as an estimate (its length is not in the request)."""
+    from breaker.estimate import DOCUMENT_PART_TOKENS
+    from breaker.providers.openai import ChatAdapter
+
+    text = {"model": "gpt-audio", "max_tokens": 100, "messages": [{"role": "user", "content": "x" * 20_000}]}
+    heard = {**text, "messages": [{"role": "user", "content": [
+        {"type": "input_audio", "input_audio": {"data": "UklGRg==", "format": "wav"}}, {"type": "text", "text": "x"}]}]}
+    answered = {**text, "messages": [*text["messages"], {"role": "assistant", "audio": {"id": "audio_abc"}},
+                                     {"role": "user", "content": "and again"}]}
+    describe = ChatAdapter().describe
+    plain = describe(text, True)
+    assert plain.text_only and not describe(heard, True).text_only and not describe(answered, True).text_only
+    assert describe(answered, True).input_tokens >= plain.input_tokens + DOCUMENT_PART_TOKENS
+    price = PriceBook().lookup("gpt-audio", "openai")
+    text_worst = price.worst_case(plain.input_tokens, True)[0] + price.worst_case(0)[1] * 100
+    assert price.worst_case(plain.input_tokens)[0] > 4 * text_worst
+
+    guard = make_guard(budgets=[Budget(usd=2 * text_worst / 1e9)]).instrument()
+    client = fake.openai(max_retries=0)
+    with pytest.raises(SessionKilled):
+        with guard.session("text-rates"):
+            client.chat.completions.create(**text)  # reserved at the text rate: affordable
+            assert fake.count == 1
+            client.chat.completions.create(**answered)  # audio in it: reserved at the audio rate, refused
+    assert fake.count == 1
+
+
 def test_per_request_fee_is_billed_whatever_requests_says(make_guard):
     guard = make_guard(budgets=[Budget(usd=10)])
     with guard.session() as s:
