@@ -64,7 +64,9 @@ _INPUT_KINDS: tuple[dict[str, int], ...] = (
     {"input_tokens": 1, "input_image_tokens": 1, "cache_read_tokens": 1, "cache_image_read_tokens": 1},
     {"input_tokens": 1, "input_video_tokens": 1},
 )
-_TEXT_INPUT_KINDS = _INPUT_KINDS[:4]  # a request of text alone (``Call.text_only``): no modality rates
+# A request of text alone (``Call.text_only``): the kinds above that bill no audio, image or video.
+_TEXT_FIELDS = frozenset({"input_tokens", "cache_read_tokens", "cache_write_tokens", "cache_write_1h_tokens"})
+_TEXT_INPUT_KINDS = tuple(kind for kind in _INPUT_KINDS if kind.keys() <= _TEXT_FIELDS)
 _OUTPUT_KINDS: tuple[dict[str, int], ...] = (
     {"output_tokens": 1},
     {"output_tokens": 1, "reasoning_tokens": 1},
