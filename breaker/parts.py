@@ -35,7 +35,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Callable
 
-__all__ = ["DOCUMENT_PART_TOKENS", "IMAGE_PART_TOKENS", "converse_media", "gemini_file", "gemini_media", "is_gemini_file"]
+__all__ = ["DOCUMENT_PART_TOKENS", "IMAGE_PART_TOKENS", "converse_media", "gemini_file", "gemini_media"]
 
 IMAGE_PART_TOKENS = 6_000
 """Bound per image part. OpenAI bills at most ~1,600 tokens for one image at high detail
@@ -63,30 +63,30 @@ def gemini_media(part: Any) -> tuple[int, int, Any]:
         size, key = len(data) * 3 // 4 + 3, hash(data)  # base64 text: the bytes it decodes to
     else:
         size, key = 0, None
-    canonical = ("<media>", str(mime), key)
-    if isinstance(mime, str) and mime.startswith("image/"):
-        return 0, IMAGE_PART_TOKENS, canonical
-    return size, DOCUMENT_PART_TOKENS, canonical
+    return _gemini_data(str(mime), size, ("<media>", str(mime), key))
 
 
-def is_gemini_file(value: Any) -> bool:
-    """Whether ``value`` is google-genai's ``types.File`` (an upload's handle), which the SDK
-    turns into a ``file_data`` part when it is given as a part. Checked by name so that
-    sizing need not import google-genai."""
+def gemini_file(value: Any) -> tuple[int, int, Any] | None:
+    """``measure`` of google-genai's ``types.File`` (an upload's handle) given as a part, which the
+    SDK sends as a ``file_data`` reference; ``None`` when ``value`` is not one (checked by its type's
+    name, so that sizing need not import google-genai). Its ``size_bytes`` is the data Gemini reads,
+    so it bounds the part as a blob's bytes do; only the URI and MIME type (never the name's text)
+    go into the fingerprint."""
     t = type(value)
-    return t.__name__ == "File" and t.__module__.startswith("google.genai")
+    if t.__name__ != "File" or not t.__module__.startswith("google.genai"):
+        return None
+    mime = str(getattr(value, "mime_type", None) or "")
+    size = getattr(value, "size_bytes", None)
+    canonical = ("<media>", mime, getattr(value, "uri", None) or getattr(value, "name", None))
+    return _gemini_data(mime, size if type(size) is int and size > 0 else 0, canonical)
 
 
-def gemini_file(file: Any) -> tuple[int, int, Any]:
-    """``measure`` of an uploaded ``types.File`` given as a part: see the module docstring.
-    Its ``size_bytes`` is the data Gemini reads, so it bounds the part as a blob's bytes do;
-    only the URI and MIME type (never the name's text) go into the fingerprint."""
-    mime = str(getattr(file, "mime_type", None) or "")
-    size = getattr(file, "size_bytes", None)
-    canonical = ("<media>", mime, getattr(file, "uri", None) or getattr(file, "name", None))
+def _gemini_data(mime: str, size: int, canonical: Any) -> tuple[int, int, Any]:
+    """The rule for Gemini media data of ``size`` bytes, inline or uploaded (module docstring): an
+    image counts ``IMAGE_PART_TOKENS``, anything else its bytes plus ``DOCUMENT_PART_TOKENS``."""
     if mime.startswith("image/"):
         return 0, IMAGE_PART_TOKENS, canonical
-    return (size if type(size) is int and size > 0 else 0), DOCUMENT_PART_TOKENS, canonical
+    return size, DOCUMENT_PART_TOKENS, canonical
 
 
 def converse_media(block: Any, measure: Callable[[Any], tuple[int, int, Any]]) -> tuple[int, int, Any] | None:

@@ -14,7 +14,7 @@ import io
 from collections.abc import Mapping
 from typing import Any
 
-from .parts import DOCUMENT_PART_TOKENS, IMAGE_PART_TOKENS, converse_media, gemini_file, gemini_media, is_gemini_file
+from .parts import DOCUMENT_PART_TOKENS, IMAGE_PART_TOKENS, converse_media, gemini_file, gemini_media
 
 __all__ = ["OneShot", "interned", "materialize", "measure"]
 
@@ -52,6 +52,7 @@ def measure(value: Any) -> tuple[int, int, Any]:
             else:
                 n += _text_len(k) + _text_len(v)
         else:
+            # (FileData has three fields: file_uri, mime_type, display_name)
             if ("file_uri" in value or "fileUri" in value) and len(value) <= 3:
                 return gemini_media({"file_data": value})  # a FileData dict as a Gemini part: a file reference
             return n, 0, tuple(sorted(value.items()))
@@ -76,8 +77,9 @@ def measure(value: Any) -> tuple[int, int, Any]:
         return 0, IMAGE_PART_TOKENS, ("<image>", getattr(value, "size", None), id(value))
     dump = getattr(value, "model_dump", None)  # SDK objects passed back as messages
     if dump is not None:
-        if is_gemini_file(value):  # an upload's handle given as a part: sent as a file reference
-            return gemini_file(value)
+        uploaded = gemini_file(value)  # an upload's handle given as a part: sent as a file reference
+        if uploaded is not None:
+            return uploaded
         return measure(dump(exclude_none=True, mode="json"))
     if hasattr(value, "__next__") and not isinstance(value, io.IOBase):
         raise OneShot  # reading it here would leave the SDK nothing to send

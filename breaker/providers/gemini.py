@@ -433,7 +433,8 @@ class GeminiAdapter(Adapter):
             trimmed_input if isinstance(contents, list) else None, by_bytes, _learn,
             price_context=(("service_tier", tier),) if tier in _TIERS else None,
             strict_provider=self.strict_provider, units=units,
-            # no media part measured, no cached or continued content, no tool that fetches media
+            # no media part measured, no tool that fetches media, and neither continuation_token nor
+            # cached_content (the first two of _DISTINCT: content held on Google's side may be media)
             text_only=not media and not builtin and distinct[0] is None and distinct[1] is None,
         )
 

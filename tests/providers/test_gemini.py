@@ -417,7 +417,7 @@ def test_a_text_only_request_is_reserved_at_text_rates(make_guard, fake, client)
     assert any_worst > 2 * text_worst
 
     guard = make_guard(budgets=[Budget(usd=2 * text_worst / 1e9)]).instrument()
-    fake.push(Reply(text="ok", input_tokens=1_000, output_tokens=2))
+    fake.push(Reply(text="ok"))  # usage from the request: its input from its size, two output tokens
     with killed_session(guard, "text-rates"):
         client.models.generate_content(**text)  # reserved at text rates: affordable
         assert fake.count == 1
